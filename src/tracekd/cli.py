@@ -1,0 +1,71 @@
+"""The ``tracekd`` command: one entry point, one module per subcommand in ``tracekd.commands``.
+
+Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``,
+and imports heavy libraries (torch, transformers, matplotlib) only inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import TracekdError
+
+#: subcommand -> module under tracekd.commands (order = order in --help)
+COMMANDS = {
+    "ls": "ls",
+    "validate": "validate",
+    "build": "build",
+    "train": "train",
+    "generate": "generate",
+    "score": "score",
+    "analyze": "analyze",
+    "report": "report",
+    "run": "run",
+    "demo": "demo",
+    "synth": "synth",
+    "audit": "audit",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tracekd",
+        description="Trace-based knowledge distillation with verifiable reasoning traces.",
+    )
+    parser.add_argument("--version", action="version", version=f"tracekd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"tracekd.commands.{module_name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"tracekd.commands.{module_name}":
+                continue  # command not built yet
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except TracekdError as e:
+        print(f"tracekd {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; finished work is kept (rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

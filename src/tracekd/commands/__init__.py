@@ -1,0 +1,1 @@
+"""One module per ``tracekd`` subcommand (see ``tracekd.cli``)."""
