@@ -1,0 +1,175 @@
+"""Verify the two sub-steps of a parsed trace against the gold decomposition.
+
+- **class**: the predicted label equals the gold label, case-insensitive and whitespace-normalised.
+- **evidence**: predicted lines are compared with the context by *text* (:func:`normalize_line`), so a
+  sentence that occurs twice in a story is one piece of evidence whichever copy is named. Sets are
+  over distinct normalised texts; a predicted line that matches no context line is a false positive.
+
+Edge cases (``P`` = predicted texts, ``G`` = gold texts):
+
+- precision = |P & G| / |P|; with P empty: 1.0 if G is empty else 0.0;
+- recall = |P & G| / |G|; with G empty: 1.0;
+- exact = (P == G); all = G is a subset of P (so True for empty G); any = P & G non-empty, and for
+  empty G, any = (P is empty) - so exact implies all and any.
+
+A step the parse did not reach (``label``/``evidence`` None) has verdicts None, never True.
+
+>>> from tracekd.records import Decomposition, Example
+>>> from tracekd.traces.parse import ParsedOutput
+>>> ex = Example("x/1", "babi", "test", "Where is Mary?",
+...              ("Mary went home.", "John left.", "Mary went home."), ("home",), Decomposition("qa1", (2,)))
+>>> v = verify_steps(ParsedOutput("ok", "...", "home", "QA1", ("mary went home", "Sam ran.")), ex)
+>>> v.label_ok, v.evidence, v.evidence_exact, v.evidence_all, v.evidence_precision, v.unmatched
+(True, (2,), False, True, 0.5, 1)
+>>> trace_ok("ok", v, "class+evidence-all"), trace_ok("ok", v), trace_ok("truncated", v, "class")
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import ConfigError, did_you_mean
+from ..records import Example
+
+if TYPE_CHECKING:
+    from ..traces.parse import ParsedOutput
+
+_TRAILING = ".!?;:,"
+
+
+def normalize_line(s: str) -> str:
+    """A context line's identity for matching: NFKC, casefolded, whitespace squeezed, ends
+    stripped, trailing sentence punctuation (``.!?;:,``) removed.
+
+    >>> normalize_line("  Mary  went to the\\tKitchen. ")
+    'mary went to the kitchen'
+    >>> normalize_line("ＮＹ, 2001!") == normalize_line("ny, 2001")
+    True
+    """
+    s = " ".join(unicodedata.normalize("NFKC", s).casefold().split())
+    return s.rstrip(_TRAILING + " ")
+
+
+def normalize_label(s: str) -> str:
+    """A class label for comparison: casefolded, whitespace squeezed.
+
+    >>> normalize_label("  Two-Supporting  fact ")
+    'two-supporting fact'
+    """
+    return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
+
+
+@dataclass(frozen=True)
+class StepVerdicts:
+    """Verdicts on the class and evidence steps; ``None`` where the step was not reached.
+
+    ``evidence`` holds the matched context indices (for a text that is gold, the gold copies; else
+    the first copy); ``unmatched`` counts distinct predicted lines found nowhere in the context.
+    """
+
+    label_ok: bool | None = None
+    evidence: tuple[int, ...] | None = None
+    evidence_exact: bool | None = None
+    evidence_all: bool | None = None
+    evidence_any: bool | None = None
+    evidence_precision: float | None = None
+    evidence_recall: float | None = None
+    unmatched: int | None = None
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["evidence"] = list(self.evidence) if self.evidence is not None else None
+        return d
+
+
+def evidence_verdicts(predicted, example: Example) -> StepVerdicts:
+    """Evidence verdicts of predicted lines (label fields left None).
+
+    >>> from tracekd.records import Decomposition, Example
+    >>> ex = Example("x/1", "babi", "test", "q?", ("a.", "b.", "c."), ("x",), Decomposition("l", ()))
+    >>> v = evidence_verdicts([], ex)
+    >>> v.evidence_exact, v.evidence_all, v.evidence_any, v.evidence_precision, v.evidence_recall
+    (True, True, True, 1.0, 1.0)
+    >>> v = evidence_verdicts(["b"], ex)
+    >>> v.evidence_exact, v.evidence_all, v.evidence_any, v.evidence_precision, v.evidence_recall
+    (False, True, False, 0.0, 1.0)
+    >>> ex = Example("x/1", "babi", "test", "q?", ("a.", "b.", "c."), ("x",), Decomposition("l", (0, 2)))
+    >>> v = evidence_verdicts(["A", "a.", "zzz"], ex)
+    >>> v.evidence, v.evidence_exact, v.evidence_any, v.evidence_precision, v.evidence_recall, v.unmatched
+    ((0,), False, True, 0.5, 0.5, 1)
+    >>> evidence_verdicts([], ex).evidence_precision
+    0.0
+    """
+    by_text: dict[str, list[int]] = {}
+    for i, line in enumerate(example.context):
+        by_text.setdefault(normalize_line(line), []).append(i)
+    gold_idx = set(example.gold.evidence)
+    gold = {normalize_line(example.context[i]) for i in gold_idx}
+    pred = {normalize_line(x) for x in predicted}
+    hits = pred & gold
+    indices: set[int] = set()
+    unmatched = 0
+    for text in pred:
+        found = by_text.get(text)
+        if not found:
+            unmatched += 1
+        elif text in gold:
+            indices.update(i for i in found if i in gold_idx)
+        else:
+            indices.add(found[0])
+    precision = len(hits) / len(pred) if pred else (1.0 if not gold else 0.0)
+    recall = len(hits) / len(gold) if gold else 1.0
+    return StepVerdicts(
+        evidence=tuple(sorted(indices)),
+        evidence_exact=pred == gold,
+        evidence_all=gold <= pred,
+        evidence_any=bool(hits) if gold else not pred,
+        evidence_precision=precision,
+        evidence_recall=recall,
+        unmatched=unmatched,
+    )
+
+
+def verify_steps(parsed: "ParsedOutput", example: Example) -> StepVerdicts:
+    """Class and evidence verdicts of a parsed output against ``example.gold`` (whatever its status)."""
+    label_ok = None
+    if parsed.label is not None:
+        label_ok = normalize_label(parsed.label) == normalize_label(example.gold.label)
+    if parsed.evidence is None:
+        return StepVerdicts(label_ok=label_ok)
+    ev = evidence_verdicts(parsed.evidence, example)
+    return StepVerdicts(label_ok, *(getattr(ev, f) for f in (
+        "evidence", "evidence_exact", "evidence_all", "evidence_any", "evidence_precision",
+        "evidence_recall", "unmatched")))
+
+
+#: name -> predicate: is the whole trace correct? (``None`` step verdicts count as wrong)
+TRACE_DEFINITIONS: dict[str, Callable[[StepVerdicts], bool]] = {
+    "class+evidence-exact": lambda v: v.label_ok is True and v.evidence_exact is True,
+    "class+evidence-all": lambda v: v.label_ok is True and v.evidence_all is True,
+    "class": lambda v: v.label_ok is True,
+    "evidence-exact": lambda v: v.evidence_exact is True,
+}
+DEFAULT_TRACE_DEFINITION = "class+evidence-exact"
+
+
+def get_trace_definition(name: str) -> Callable[[StepVerdicts], bool]:
+    """The predicate named ``name`` (did-you-mean on a typo).
+
+    >>> get_trace_definition("class+evidence")
+    Traceback (most recent call last):
+    ...
+    tracekd.errors.ConfigError: unknown trace definition 'class+evidence'; did you mean 'class+evidence-all'? (choices: class, class+evidence-all, class+evidence-exact, evidence-exact)
+    """
+    if name not in TRACE_DEFINITIONS:
+        raise ConfigError(did_you_mean(name, TRACE_DEFINITIONS, "trace definition"))
+    return TRACE_DEFINITIONS[name]
+
+
+def trace_ok(status: str, verdicts: StepVerdicts, definition: str = DEFAULT_TRACE_DEFINITION) -> bool:
+    """Whether the trace is correct under ``definition``; always False unless ``status`` is ``ok``."""
+    predicate = get_trace_definition(definition)
+    return status == "ok" and bool(predicate(verdicts))
