@@ -1,0 +1,182 @@
+"""Build the SFT sets: one JSONL per arm and split, every corrupted trace verified wrong.
+
+Layout of a build directory::
+
+    OUT/examples/{train,test}.jsonl      the gold Examples (what `tracekd score` joins to by id)
+    OUT/{arm}/{train,test}.jsonl         one SFTRow per kept example
+    OUT/manifest.json                    config, seed, counts, evidence cases, exclusions, sha256 of every file
+
+Every file is written atomically; with the same config and seed the data files are byte-identical.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from . import registry
+from .errors import ConfigError, TracekdError, did_you_mean
+from .io import manifest, sha256_file, sha256_text, write_json, write_records
+from .records import Example, SFTRow
+from .score.steps import verify_steps
+from .traces.corrupt import ARMS, CannotCorrupt, Target, target_for
+from .traces.parse import parse
+from .traces.templates import Template, get_template, render_row
+
+
+@dataclass
+class BuildConfig:
+    """What `tracekd build` does; every field is a CLI flag of the same name."""
+
+    dataset: str = field(metadata={"help": "registered dataset name (see `tracekd ls`)"})
+    data: str = field(metadata={"help": "path to the dataset's raw files (folder or file)"})
+    out: str = field(metadata={"help": "output directory"})
+    arms: tuple[str, ...] = field(default=("vanilla", "correct", "incorrect"),
+                                  metadata={"help": f"arms to write, from {', '.join(ARMS)}"})
+    seed: int = field(default=0, metadata={"help": "corruption seed (per example: seed + example id)"})
+    template: str | None = field(default=None, metadata={"help": "trace template (default: the dataset's own)"})
+    options: dict = field(default_factory=dict, metadata={"help": "dataset loader options (see `tracekd ls`)"})
+    max_train: int | None = field(default=None, metadata={
+        "help": "keep a label-stratified, seeded subset of this many train examples"})
+    max_test: int | None = field(default=None, metadata={"help": "the same for the test split"})
+    subset_seed: int = field(default=0, metadata={"help": "seed of those subsets (independent of `seed`)"})
+
+    def __post_init__(self) -> None:
+        self.arms = tuple(self.arms)
+        for arm in self.arms:
+            if arm not in ARMS:
+                raise ConfigError(did_you_mean(arm, ARMS, "arm"))
+        if len(set(self.arms)) != len(self.arms):
+            raise ConfigError(f"arms listed twice: {', '.join(self.arms)}")
+
+
+class BuildError(TracekdError):
+    """A corrupted trace that the verifier does not find wrong, or a correct one it does not find right."""
+
+
+#: which steps each arm must get wrong (True) or right (False) when re-checked by the verifier
+_EXPECT_WRONG = {
+    "correct": {"class": False, "evidence": False},
+    "incorrect": {"class": True, "evidence": True},
+    "incorrect-class": {"class": True, "evidence": False},
+    "incorrect-evidence": {"class": False, "evidence": True},
+}
+
+
+def check_row(example: Example, row: SFTRow, template: Template) -> None:
+    """Re-parse a rendered trace and confirm each step is right or wrong exactly as its arm says."""
+    expect = _EXPECT_WRONG.get(row.arm)
+    if expect is None:
+        return
+    parsed = parse(row.completion_text, template, finish_reason="stop")
+    v = verify_steps(parsed, example)
+    got = {"class": not v.label_ok, "evidence": not v.evidence_exact}
+    if parsed.status != "ok" or got != expect:
+        raise BuildError(
+            f"{example.id}: the {row.arm} trace does not verify as intended "
+            f"(status {parsed.status}, class wrong={got['class']}, evidence wrong={got['evidence']}; "
+            f"expected {expect}):\n{row.completion_text}")
+
+
+def build_rows(examples: list[Example], arms: tuple[str, ...], labels: tuple[str, ...], seed: int,
+               template: Template, progress: bool = True):
+    """Targets and rows for every example and arm; examples where some arm cannot apply are excluded.
+
+    Returns ``(rows_by_arm, kept_examples, excluded, evidence_cases)``.
+    """
+    rows: dict[str, list[SFTRow]] = {arm: [] for arm in arms}
+    kept: list[Example] = []
+    excluded: list[dict] = []
+    cases: dict[str, Counter] = {arm: Counter() for arm in arms}
+    for ex in tqdm(examples, desc="render", unit="ex", disable=not progress, leave=False):
+        targets: dict[str, Target] = {}
+        try:
+            for arm in arms:
+                targets[arm] = target_for(ex, arm, labels, seed)
+        except CannotCorrupt as e:
+            excluded.append({"id": ex.id, "arm": arm, "reason": str(e)})
+            continue
+        kept.append(ex)
+        for arm, t in targets.items():
+            row = render_row(ex, arm, t.decomposition, template)
+            check_row(ex, row, template)
+            rows[arm].append(row)
+            if t.evidence_case:
+                cases[arm][t.evidence_case] += 1
+    return rows, kept, excluded, {a: dict(sorted(c.items())) for a, c in cases.items() if c}
+
+
+def stratified_subset(examples: list[Example], k: int | None, seed: int) -> list[Example]:
+    """A seeded subset of ``k`` examples, spread as evenly as possible over gold labels, in input order.
+
+    >>> from tracekd.records import Decomposition
+    >>> exs = [Example(str(i), "d", "train", "q", ("c",), ("a",), Decomposition("AB"[i % 2], (0,)))
+    ...        for i in range(10)]
+    >>> sorted(e.gold.label for e in stratified_subset(exs, 4, seed=0))
+    ['A', 'A', 'B', 'B']
+    >>> len(stratified_subset(exs, None, seed=0)), len(stratified_subset(exs, 99, seed=0))
+    (10, 10)
+    """
+    if k is None or k >= len(examples):
+        return list(examples)
+    groups: dict[str, list[Example]] = {}
+    for ex in examples:
+        groups.setdefault(ex.gold.label, []).append(ex)
+    for label, group in groups.items():
+        group.sort(key=lambda e: sha256_text(f"{seed}/{e.id}"))
+    chosen: set[str] = set()
+    depth = 0
+    while len(chosen) < k:
+        for label in sorted(groups):
+            if depth < len(groups[label]) and len(chosen) < k:
+                chosen.add(groups[label][depth].id)
+        depth += 1
+    return [ex for ex in examples if ex.id in chosen]
+
+
+def build(config: BuildConfig, progress: bool = True) -> dict:
+    """Load, decompose, render every arm, verify, write; returns the manifest."""
+    spec = registry.get(config.dataset)
+    template = get_template(config.template or spec.template)
+    splits = spec.load_splits(config.data, **config.options)
+    out = Path(config.out)
+    files: list[Path] = []
+    counts: dict = {}
+    excluded_all: dict = {}
+    cases_all: dict = {}
+    loader_notes = {}
+    for split, examples in splits.items():
+        loaded = len(examples)
+        limit = {"train": config.max_train, "test": config.max_test}.get(split)
+        examples = stratified_subset(examples, limit, config.subset_seed)
+        rows, kept, excluded, cases = build_rows(examples, config.arms, spec.labels, config.seed, template, progress)
+        path = out / "examples" / f"{split}.jsonl"
+        write_records(path, kept)
+        files.append(path)
+        for arm in config.arms:
+            path = out / arm / f"{split}.jsonl"
+            write_records(path, rows[arm])
+            files.append(path)
+        counts[split] = {"loaded": loaded, "selected": len(examples), "kept": len(kept), "excluded": len(excluded)}
+        excluded_all[split] = excluded
+        cases_all[split] = cases
+        notes = Counter(k for ex in examples for k in ex.meta.get("notes", ()))
+        if notes:
+            loader_notes[split] = dict(notes)
+    m = manifest(
+        kind="build",
+        config={**asdict(config), "arms": list(config.arms), "template": template.name},
+        seed=config.seed,
+        dataset={"name": spec.name, "labels": list(spec.labels), "scorer": spec.scorer},
+        counts=counts,
+        evidence_cases=cases_all,
+        excluded=excluded_all,
+        loader_notes=loader_notes,
+        loader_excluded=list(getattr(splits, "excluded", [])),
+        files={str(p.relative_to(out)): sha256_file(p) for p in files},
+    )
+    write_json(out / "manifest.json", m)
+    return m
