@@ -220,6 +220,8 @@ class Judgement:
         if missing:
             raise DataError("missing", field=missing[0], source=where)
         kw = {k: v for k, v in d.items() if k in names}
+        for name in names - kw.keys():  # optional verdicts absent from a hand-made or older file
+            kw[name] = {"answer_f1": 0.0, "gold_label": "", "extra": {}}.get(name)
         if kw.get("evidence") is not None:
             kw["evidence"] = tuple(kw["evidence"])
         return cls(**kw)
