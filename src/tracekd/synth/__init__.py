@@ -5,3 +5,21 @@ Each generator module defines ``HELP``, ``add_arguments(parser)`` and ``run(args
 """
 
 GENERATORS = {"babi": "tracekd.synth.babi", "cotemp": "tracekd.synth.cotemp"}
+
+
+def generate_into(spec: dict, out_dir) -> None:
+    """Run the generator named by ``spec["generator"]`` (an experiment's SynthSpec as a dict) into ``out_dir``."""
+    from ..errors import ConfigError, did_you_mean
+
+    name = spec["generator"]
+    if name == "babi":
+        from .babi import write_babi
+
+        write_babi(out_dir, tasks=spec.get("tasks", "all"), n_train=spec["n"], n_test=spec.get("n_test"),
+                   seed=spec.get("seed", 0))
+    elif name == "cotemp":
+        from .cotemp import write_cotemp
+
+        write_cotemp(out_dir, n=spec["n"], n_test=spec.get("n_test"), seed=spec.get("seed", 0))
+    else:
+        raise ConfigError(did_you_mean(name, GENERATORS, "generator"))

@@ -1,0 +1,59 @@
+"""Run a whole experiment from one config: build -> train -> generate -> score -> analyze -> report.
+
+  tracekd run configs/babi/smollm2-135m_cpu.yaml
+  tracekd run configs/babi/smollm2-135m_cpu.yaml --dry-run     # the plan, what is cached, a time estimate
+  tracekd run --explain                                        # every config key with its help text
+
+Each stage's output lives in RUN/stages/<kind>-<hash of what it depends on>/, so a re-run skips
+finished stages and resumes unfinished ones (training from its last checkpoint, generation by
+appending). Unknown or mistyped config keys are errors with did-you-mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "run an experiment config end to end (resumable; --dry-run shows the plan)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="experiment YAML")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan and a rough time estimate, run nothing")
+    parser.add_argument("--out", default=None, help="run directory (overrides the config's `out`)")
+    parser.add_argument("--explain", action="store_true", help="print every config key with its help text")
+
+
+def explain() -> str:
+    """Every key of the experiment config, with its type, default and help."""
+    import dataclasses
+
+    from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
+
+    lines = []
+    for cls, prefix in ((ExperimentConfig, ""), (DatasetEntry, "datasets[]."), (SynthSpec, "datasets[].synth.")):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(f.default_factory())
+            else:
+                default = "(required)"
+            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}  [default {default}]")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..experiment.config import load_experiment
+    from ..experiment.runner import run_experiment
+
+    if args.explain:
+        print(explain())
+        return 0
+    if not args.config:
+        raise ConfigError("give an experiment config (see configs/), or --explain")
+    config, _ = load_experiment(args.config)
+    if args.out:
+        config.out = args.out
+    run_experiment(config, dry_run=args.dry_run, source=args.config)
+    return 0

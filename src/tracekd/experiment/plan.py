@@ -1,0 +1,87 @@
+"""Turn an experiment config into an ordered plan of stages, each keyed by what it depends on.
+
+A stage's key hashes its config slice, the keys of the stages it reads, the hashes of raw input
+files and the tracekd version. Its outputs live in ``RUN/stages/<kind>-<key>/`` and a ``DONE.json``
+written last marks it finished, so a re-run skips finished stages and resumes unfinished ones;
+changing anything a stage depends on gives it (and everything downstream) a new key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..io import sha256_text, sha256_tree
+from .config import DatasetEntry, ExperimentConfig
+
+
+@dataclass
+class Stage:
+    kind: str  # synth | build | train | generate | score
+    label: str  # human-readable, e.g. "train babi/smollm2-135m/correct/seed0"
+    key: str
+    spec: dict  # the config slice this stage runs with (JSON-able)
+    deps: list["Stage"] = field(default_factory=list)
+    cell: dict = field(default_factory=dict)  # dataset/student/arm/seed this stage belongs to
+
+    def dir(self, run_dir: Path) -> Path:
+        return run_dir / "stages" / f"{self.kind}-{self.key}"
+
+    def done(self, run_dir: Path) -> bool:
+        return (self.dir(run_dir) / "DONE.json").exists()
+
+
+def stage_key(kind: str, spec: dict, deps: list[Stage], inputs: dict[str, str] | None = None) -> str:
+    """Hash of everything a stage's output depends on.
+
+    >>> stage_key("build", {"a": 1}, []) == stage_key("build", {"a": 1}, [])
+    True
+    >>> stage_key("build", {"a": 1}, []) == stage_key("build", {"a": 2}, [])
+    False
+    """
+    blob = json.dumps({"kind": kind, "spec": spec, "deps": [d.key for d in deps], "inputs": inputs or {},
+                       "version": __version__}, sort_keys=True, ensure_ascii=False)
+    return sha256_text(blob)[:12]
+
+
+def _data_stage(entry: DatasetEntry) -> tuple[Stage | None, dict]:
+    """The synth stage of a dataset (if generated) and the hashes of its raw files (if read)."""
+    if entry.synth is not None:
+        spec = asdict(entry.synth)
+        return Stage("synth", f"synth {entry.synth.generator}", stage_key("synth", spec, []), spec), {}
+    path = Path(entry.data)
+    return None, ({"data": sha256_text(json.dumps(sha256_tree([path]), sort_keys=True))} if path.exists() else {})
+
+
+def make_plan(config: ExperimentConfig) -> list[Stage]:
+    """All stages in an order that respects their dependencies."""
+    stages: list[Stage] = []
+    for entry in config.datasets:
+        synth, inputs = _data_stage(entry)
+        if synth:
+            stages.append(synth)
+        for seed in config.seeds:
+            bspec = {"dataset": entry.name, "data": None if synth else entry.data, "options": entry.options,
+                     "arms": list(config.arms), "seed": seed, "template": entry.template,
+                     "max_train": entry.max_train, "max_test": entry.max_test, "subset_seed": entry.subset_seed}
+            deps = [synth] if synth else []
+            build = Stage("build", f"build {entry.name}/seed{seed}", stage_key("build", bspec, deps, inputs),
+                          bspec, deps, {"dataset": entry.name, "seed": seed})
+            stages.append(build)
+            for student in config.students:
+                for arm in config.arms:
+                    cell = {"dataset": entry.name, "student": student, "arm": arm, "seed": seed}
+                    name = f"{entry.name}/{student}/{arm}/seed{seed}"
+                    tspec = {"student": student, "arm": arm, "seed": seed, "settings": config.train}
+                    train = Stage("train", f"train {name}", stage_key("train", tspec, [build]), tspec, [build], cell)
+                    gspec = {"student": student, "arm": arm, "seed": seed, "settings": config.generate}
+                    gen = Stage("generate", f"generate {name}", stage_key("generate", gspec, [train, build]),
+                                gspec, [train, build], cell)
+                    sspec = {"scorer": entry.scorer, "template": entry.template,
+                             "trace_definition": config.trace_definition}
+                    score = Stage("score", f"score {name}", stage_key("score", sspec, [gen, build]), sspec,
+                                  [gen, build], cell)
+                    stages += [train, gen, score]
+    return stages
