@@ -480,35 +480,61 @@ def split_files(folder: Path, split: str, patterns: str = "") -> list[Path]:
 # load / validate
 
 
+def scan(path: Path) -> list[tuple[str, str, str, bool]]:
+    """Pass one over a file: ``(row key, query_id, label, no_answer)`` of every row, in row order.
+
+    Only these are kept (a few bytes a row), so the multi-GB train file fits in memory; every
+    row's ``query_type`` and ``answers`` are checked here.
+    """
+    info: dict[str, list] = {}
+    for cell in iter_cells(path, _FIRST_PASS):
+        if cell.value is None:
+            raise cell.error(DataError("missing (null)"))
+        try:
+            value = check_cell(cell.column, cell.value)
+        except DataError as e:
+            raise cell.error(e) from None
+        slot = info.setdefault(cell.key, [None, None, None])
+        if cell.column == "query_id":
+            slot[0] = value
+        elif cell.column == "query_type":
+            slot[1] = LABELS[LABELS.index(value)]  # one shared string per label
+        else:
+            slot[2] = is_no_answer(value)
+    parquet = path.suffix == ".parquet"
+    out = []
+    for key in sorted(info, key=_row_order):
+        slot = info[key]
+        for column, value in zip(_FIRST_PASS, slot):
+            if value is None:
+                raise locate(DataError("missing"), path, column, key, parquet)
+        out.append((key, slot[0], slot[1], slot[2]))
+    return out
+
+
 def _load_split(files: list[Path], split: str, n: int, options: MarcoOptions) -> list[Example]:
-    # pass 1: type, answers and id of every row -> candidates per type
-    first: dict[Path, list[tuple[str, dict]]] = {}
+    # pass 1: id, type and no-answer flag of every row -> candidates per type
+    order: dict[int, list[str]] = {}
     candidates: dict[str, list[tuple[int, str]]] = {label: [] for label in LABELS}
-    seen_ids: dict[str, tuple[Path, str]] = {}
+    seen_ids: dict[str, tuple[int, str]] = {}
     for fi, f in enumerate(files):
-        rows = read_rows(f, _FIRST_PASS)
-        first[f] = rows
-        for key, row in rows:
-            qid = row["query_id"]
+        order[fi] = []
+        for key, qid, label, no_answer in scan(f):
             if qid in seen_ids:
-                prev = seen_ids[qid]
-                raise locate(DataError(f"duplicate query_id {qid} (first in {prev[0].name}, row {prev[1]})"),
+                pi, pkey = seen_ids[qid]
+                raise locate(DataError(f"duplicate query_id {qid} (first in {files[pi].name}, row {pkey})"),
                              f, "query_id", key, f.suffix == ".parquet")
-            seen_ids[qid] = (f, key)
-            if options.no_answer == "drop" and is_no_answer(row["answers"]):
+            seen_ids[qid] = (fi, key)
+            if options.no_answer == "drop" and no_answer:
                 continue
-            candidates[row["query_type"]].append((fi, key))
+            candidates[label].append((fi, key))
     picked = sample_keys(candidates, n, options.sample_seed, split)
-    # pass 2: the other columns of the sampled rows
+    # pass 2: every column of the sampled rows only
     examples: list[Example] = []
     for fi, f in enumerate(files):
         want = {key for (i, key) in picked if i == fi}
-        if not want:
-            continue
-        rest = dict(read_rows(f, ("query", "passages", "wellFormedAnswers"), want))
-        for key, row in first[f]:
-            if key in want:
-                examples.append(_example(split, f, key, {**row, **rest[key]}, options))
+        if want:
+            examples.extend(_example(split, f, key, row, options) for key, row in read_rows(f, COLUMNS, want))
     return examples
 
 
