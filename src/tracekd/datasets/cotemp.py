@@ -262,9 +262,8 @@ class Loaded(dict):
 
 def load(path: Path, options: CotempOptions) -> Loaded:
     """Train/test Examples of the file(s) at ``path`` (see the module docstring for every rule)."""
-    if options.labels != "dataset":
-        raise ConfigError("labels='rules' is provided by tracekd.datasets.cotemp_rules, "
-                          "not by this loader; use labels='dataset' here")
+    if options.labels == "rules":
+        from .cotemp_rules import classify_question
     splits: Splits = {"train": [], "test": []}
     excluded: list[dict] = []
     for category, f in data_files(path):
@@ -287,13 +286,23 @@ def load(path: Path, options: CotempOptions) -> Loaded:
                     })
                     continue
                 meta = {"category": category, "triple_element": row.triple_element,
-                        "evidence_rule": EVIDENCE_RULE, "source": f.name, "line": row.line}
+                        "evidence_rule": EVIDENCE_RULE, "source": f.name, "line": row.line,
+                        "label_source": options.labels}
+                label = category
+                if options.labels == "rules":
+                    verdict = classify_question(row.question, row.facts, row.answer, row.triple_element)
+                    if verdict.label is None:  # never fall back to the dataset's label silently
+                        excluded.append({"id": ex_id, "split": split, "reason": "rules-unclassified",
+                                         "detail": verdict.reason, "source": f"{f.name}:{row.line}"})
+                        continue
+                    label = verdict.label
+                    meta["rule_reason"] = verdict.reason
                 if any(len(ev) > 1 for ev in evidence):
                     meta["notes"] = [NOTE_SEVERAL]
                 splits[split].append(Example(
                     id=ex_id, dataset="cotemp", split=split, question=row.question, context=row.facts,
                     answers=row.answer,
-                    gold=Decomposition(category, tuple(sorted({i for ev in evidence for i in ev}))),
+                    gold=Decomposition(label, tuple(sorted({i for ev in evidence for i in ev}))),
                     meta=meta,
                 ))
     return Loaded(splits, excluded)

@@ -20,6 +20,6 @@ def generate_into(spec: dict, out_dir) -> None:
     elif name == "cotemp":
         from .cotemp import write_cotemp
 
-        write_cotemp(out_dir, n=spec["n"], n_test=spec.get("n_test"), seed=spec.get("seed", 0))
+        write_cotemp(out_dir, n=spec["n"], seed=spec.get("seed", 0))  # the loader splits 80/20
     else:
         raise ConfigError(did_you_mean(name, GENERATORS, "generator"))

@@ -365,19 +365,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated categories (default: %(default)s)")
 
 
-def run(args: argparse.Namespace) -> int:
+def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = CATEGORIES) -> dict:
+    """Write one native JSONL file per category plus ``manifest.json`` into ``out_dir``; return the manifest."""
     import json
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..io import write_text
+    from ..io import manifest, sha256_file, write_json, write_text
 
-    if args.n < 0:
-        raise ConfigError(f"--n must be >= 0, got {args.n}")
-    cats = tuple(c.strip() for c in args.categories.split(",") if c.strip())
-    rows = generate(args.n, args.seed, cats)
-    out = Path(args.out)
+    if n < 0:
+        raise ConfigError(f"n must be >= 0, got {n}")
+    rows = generate(n, seed, categories)
+    out = Path(out_dir)
     for c, items in rows.items():
         write_text(out / f"{c}.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items))
-    print(f"wrote {sum(len(v) for v in rows.values()):,} questions ({args.n:,} per category) to {out}")
+    m = manifest(kind="synth-cotemp", config={"n": n, "categories": list(categories)}, seed=seed,
+                 files={f"{c}.json": sha256_file(out / f"{c}.json") for c in rows})
+    write_json(out / "manifest.json", m)
+    return m
+
+
+def run(args: argparse.Namespace) -> int:
+    cats = tuple(c.strip() for c in args.categories.split(",") if c.strip())
+    write_cotemp(args.out, args.n, args.seed, cats)
+    print(f"wrote {args.n * len(cats):,} questions ({args.n:,} per category) to {args.out}")
     return 0
