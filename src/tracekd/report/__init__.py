@@ -1,0 +1,60 @@
+"""The experiment report: ``report.md``, a self-contained ``report.html`` and ``plots/*.png``.
+
+Everything shown comes from the analysis dict (``RUN/analysis.json``). matplotlib is imported
+only when figures are drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .inputs import load_analysis, reproduce_command
+
+__all__ = ["Rendered", "load_analysis", "render", "reproduce_command", "write_report"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    markdown: str
+    html: str
+    plots: dict[str, bytes] = field(repr=False)  # path relative to the run directory -> PNG
+
+
+def render(analysis: dict, *, command: str | None = None, source: str = "analysis.json",
+           examples_per_cell: int = 3) -> Rendered:
+    """The report's text and figures in memory (nothing written)."""
+    from .. import __version__
+    from . import html, markdown, sections
+    from .document import Figure
+
+    blocks = sections.build(analysis, sections.Header(version=__version__, command=command, source=source),
+                            examples_per_cell=examples_per_cell)
+    title = f"tracekd report: {analysis.get('experiment') or '(unnamed)'}"
+    return Rendered(markdown.render(blocks), html.render(blocks, title),
+                    {b.path: b.png for b in blocks if isinstance(b, Figure)})
+
+
+def write_report(run_dir: Path, analysis: dict, *, command: str | None = None, examples_per_cell: int = 3,
+                 source: str = "analysis.json") -> Path:
+    """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``run_dir`` (atomically each); return
+    the HTML path. ``command`` defaults to the one ``run_dir/plan.json`` names, if any."""
+    from ..io import atomic_write, write_text
+    from .inputs import check_analysis
+
+    run_dir = Path(run_dir)
+    check_analysis(analysis)
+    if command is None:
+        command = reproduce_command(run_dir)
+    r = render(analysis, command=command, source=source, examples_per_cell=examples_per_cell)
+    for rel, png in r.plots.items():
+        with atomic_write(run_dir / rel, "wb") as f:
+            f.write(png)
+    plots_dir = run_dir / "plots"
+    if plots_dir.is_dir():  # figures of an earlier report that this one no longer has
+        for old in plots_dir.glob("*.png"):
+            if f"plots/{old.name}" not in r.plots:
+                old.unlink()
+    write_text(run_dir / "report.md", r.markdown)
+    write_text(run_dir / "report.html", r.html)
+    return run_dir / "report.html"
