@@ -62,8 +62,11 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
         synth, inputs = _data_stage(entry)
         if synth:
             stages.append(synth)
+        options = dict(entry.options)
+        if entry.synth is not None and entry.synth.generator == "babi" and entry.synth.tasks != "all":
+            options.setdefault("tasks", entry.synth.tasks)  # load just the generated tasks
         for seed in config.seeds:
-            bspec = {"dataset": entry.name, "data": None if synth else entry.data, "options": entry.options,
+            bspec = {"dataset": entry.name, "data": None if synth else entry.data, "options": options,
                      "arms": list(config.arms), "seed": seed, "template": entry.template,
                      "max_train": entry.max_train, "max_test": entry.max_test, "subset_seed": entry.subset_seed}
             deps = [synth] if synth else []

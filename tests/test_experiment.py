@@ -1,0 +1,126 @@
+"""`tracekd run`: a tiny grid end to end, resumed after a kill, equal to an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tracekd.cli import main
+from tracekd.errors import ConfigError
+from tracekd.experiment.config import load_experiment
+from tracekd.experiment.plan import make_plan
+
+TINY = {
+    "name": "tiny",
+    "datasets": [{"name": "babi", "synth": {"generator": "babi", "n": 20, "n_test": 3, "seed": 0,
+                                            "tasks": "qa1,qa2"},
+                  "max_train": 16, "max_test": 6}],
+    "students": ["tiny-random"],
+    "arms": ["vanilla", "correct"],
+    "seeds": [0, 1],
+    "train": {"max_steps": 4, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 1,
+              "learning_rate": 0.005, "save_steps": 1, "progress": False},
+    "generate": {"max_new_tokens": 24, "batch_size": 2, "progress": False},
+    "report_examples": 2,
+}
+
+
+def write_config(tmp_path: Path, name: str, **changes) -> Path:
+    cfg = {**TINY, **changes, "out": str(tmp_path / name)}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def numbers(run_dir: Path) -> dict:
+    """Everything numeric of an analysis, without paths."""
+    a = json.loads((run_dir / "analysis.json").read_text())
+    for c in a["cells"]:
+        c.pop("score_dir")
+    return {k: a[k] for k in ("cells", "groups", "comparisons", "examples")}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("exp")
+    cfg = write_config(tmp, "straight")
+    assert main(["run", str(cfg)]) == 0
+    return tmp / "straight"
+
+
+def test_run_writes_analysis_and_report(uninterrupted):
+    a = json.loads((uninterrupted / "analysis.json").read_text())
+    assert len(a["cells"]) == 2 * 2  # arms x seeds
+    assert all(c["summary"]["n"] == 6 for c in a["cells"])
+    assert (uninterrupted / "report.md").exists() and (uninterrupted / "report.html").exists()
+    plan = json.loads((uninterrupted / "plan.json").read_text())
+    assert plan["command"].startswith("tracekd run ")
+
+
+def test_rerun_skips_everything(uninterrupted, capsys):
+    cfg, _ = load_experiment(uninterrupted.parent / "straight.yaml")
+    assert all(s.done(uninterrupted) for s in make_plan(cfg))
+    assert main(["run", str(uninterrupted.parent / "straight.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to run" not in out and out.count("cached") == len(make_plan(cfg))
+
+
+def test_killed_run_resumes_to_the_same_numbers(uninterrupted, tmp_path):
+    cfg = write_config(tmp_path, "killed")
+    run_dir = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "tracekd.cli", "run", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # kill it in the middle of the second seed's training, once a checkpoint exists there
+    deadline = time.monotonic() + 240
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(run_dir.glob("stages/train-*/DONE.json"))) >= 2:
+            ckpts = run_dir.glob("stages/train-*/adapter/checkpoints/checkpoint-*")
+            if any(not (c.parents[2] / "DONE.json").exists() for c in ckpts):
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+    assert killed, "the run finished before it could be killed; make the tiny config slower"
+    assert not (run_dir / "analysis.json").exists()
+    assert main(["run", str(cfg)]) == 0
+    assert numbers(run_dir) == numbers(uninterrupted)
+
+
+def test_config_typos_are_errors_with_did_you_mean(tmp_path):
+    bad = write_config(tmp_path, "bad", seeds=[0])
+    data = yaml.safe_load(bad.read_text())
+    data["studens"] = data.pop("students")
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="did you mean 'students'"):
+        load_experiment(bad)
+    data["students"] = data.pop("studens")
+    data["datasets"][0]["max_trian"] = 3
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="did you mean 'max_train'"):
+        load_experiment(bad)
+    data["datasets"][0].pop("max_trian")
+    data["arms"] = ["vanilla", "corect"]
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="did you mean 'correct'"):
+        load_experiment(bad)
+
+
+def test_changing_a_setting_rekeys_only_downstream_stages(tmp_path):
+    a, _ = load_experiment(write_config(tmp_path, "a"))
+    b, _ = load_experiment(write_config(tmp_path, "b", generate={**TINY["generate"], "max_new_tokens": 30}))
+    ka = {s.label: s.key for s in make_plan(a)}
+    kb = {s.label: s.key for s in make_plan(b)}
+    for label in ka:
+        same = ka[label] == kb[label]
+        assert same == (label.split()[0] in ("synth", "build", "train")), label
