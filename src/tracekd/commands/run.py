@@ -55,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
     config, _ = load_experiment(args.config)
     if args.out:
         config.out = args.out
-    run_experiment(config, dry_run=args.dry_run, source=args.config)
+    command = f"tracekd run {args.config}" + (f" --out {args.out}" if args.out else "")
+    run_experiment(config, dry_run=args.dry_run, command=command)
     return 0

@@ -87,51 +87,87 @@ def run_stage(stage: Stage, config: ExperimentConfig, run_dir: Path) -> None:
                                            label=stage.label, key=stage.key, cell=stage.cell))
 
 
-def estimate_seconds(stage: Stage, config: ExperimentConfig, run_dir: Path) -> float | None:
-    """A rough time for train/generate stages from example and token counts (chars / 4)."""
+def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
+    """``{(arm, split): [row dict, ...]}`` of a build stage: read if built, else rendered in memory.
+
+    Nothing is written: a synthetic dataset is generated into a temporary folder.
+    """
+    if build.key in cache:
+        return cache[build.key]
+    if build.done(run_dir):
+        sets = build.dir(run_dir) / "sets"
+        rows = {(arm, split): [json.loads(x) for x in (sets / arm / f"{split}.jsonl").read_text().splitlines()]
+                for arm in build.spec["arms"] for split in ("train", "test")}
+    else:
+        import tempfile
+
+        from ..build import BuildConfig, build_rows, stratified_subset
+        from ..registry import get
+        from ..traces.templates import get_template
+
+        with tempfile.TemporaryDirectory() as tmp:
+            data = build.spec["data"]
+            synth = [d for d in build.deps if d.kind == "synth"]
+            if synth:
+                from ..synth import generate_into
+
+                data = Path(tmp) / "data"
+                generate_into(synth[0].spec, data)
+            cfg = BuildConfig(out=tmp, **{**build.spec, "data": str(data)})
+            spec = get(cfg.dataset)
+            splits = spec.load_splits(cfg.data, **cfg.options)
+            rows = {}
+            for split, examples in splits.items():
+                limit = {"train": cfg.max_train, "test": cfg.max_test}.get(split)
+                examples = stratified_subset(examples, limit, cfg.subset_seed)
+                by_arm = build_rows(examples, cfg.arms, spec.labels, cfg.seed,
+                                    get_template(cfg.template or spec.template), progress=False)[0]
+                rows.update({(arm, split): [r.to_dict() for r in rs] for arm, rs in by_arm.items()})
+    cache[build.key] = rows
+    return rows
+
+
+def estimate_seconds(stage: Stage, run_dir: Path, cache: dict) -> float | None:
+    """A rough time for a train or generate stage from its row and token counts (chars / 4)."""
     build = next((d for d in stage.deps if d.kind == "build"), None)
-    if stage.kind not in ("train", "generate") or build is None or not build.done(run_dir):
+    if stage.kind not in ("train", "generate") or build is None:
         return None
     split = "train" if stage.kind == "train" else "test"
-    path = build.dir(run_dir) / "sets" / stage.spec["arm"] / f"{split}.jsonl"
-    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-    student = stage.spec["student"]
+    rows = planned_rows(build, run_dir, cache)[(stage.spec["arm"], split)]
+    settings, student = stage.spec["settings"], stage.spec["student"]
     if stage.kind == "train":
-        epochs = float(stage.spec["settings"].get("num_train_epochs", 3))
-        max_steps = stage.spec["settings"].get("max_steps")
+        rows = rows[: settings.get("max_examples") or len(rows)]
         chars = sum(len(json.dumps(r["prompt"])) + len(json.dumps(r["completion"])) for r in rows)
-        tokens = chars / 4 * epochs
-        if max_steps:
-            bs = stage.spec["settings"].get("per_device_train_batch_size", 4)
-            tokens = min(tokens, chars / 4 / max(1, len(rows)) * bs * max_steps)
+        tokens = chars / 4 * float(settings.get("num_train_epochs", 3))
+        if settings.get("max_steps"):
+            per_step = chars / 4 / max(1, len(rows)) * settings.get("per_device_train_batch_size", 4) \
+                * settings.get("gradient_accumulation_steps", 4)
+            tokens = min(tokens, per_step * settings["max_steps"])
         return tokens / _TRAIN_TOK_PER_S.get(student, 120.0)
-    new = sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2
+    new = sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2  # if it learns the target length
     return new / _GEN_TOK_PER_S.get(student, 40.0)
 
 
 def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path) -> str:
     lines = [f"plan for {config.name}: {len(stages)} stages in {run_dir}"]
     total = 0.0
-    unknown = 0
+    cache: dict = {}
     for i, s in enumerate(stages, 1):
         state = "cached" if s.done(run_dir) else ("partial" if s.dir(run_dir).exists() else "to run")
-        est = None if state == "cached" else estimate_seconds(s, config, run_dir)
-        if est is not None:
-            total += est
-        elif state != "cached" and s.kind in ("train", "generate"):
-            unknown += 1
+        est = None if state == "cached" else estimate_seconds(s, run_dir, cache)
+        total += est or 0.0
         eta = f"~{est / 60:.1f} min" if est is not None else ""
         lines.append(f"  [{i:>3}/{len(stages)}] {state:<7} {s.label:<55} {s.kind}-{s.key} {eta}")
-    lines.append(f"estimated time for what is left: ~{total / 60:.0f} min"
-                 + (f" (+ {unknown} train/generate stages whose data is not built yet)" if unknown else ""))
+    lines.append(f"rough time for what is left: ~{total / 60:.0f} min (train/generate only; throughput "
+                 f"assumed per student: {_TRAIN_TOK_PER_S} train tok/s, {_GEN_TOK_PER_S} generated tok/s)")
     return "\n".join(lines)
 
 
-def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, source: str | None = None,
+def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: str | None = None,
                    log=print) -> Path:
     """Run (or, with ``dry_run``, describe) every stage; then analyze and write the report.
 
-    ``source`` is the config file's path, recorded as the command that reproduces the run.
+    ``command`` is the command line that reproduces the run; the report shows it.
     """
     run_dir = config.run_dir
     stages = make_plan(config)
@@ -139,7 +175,7 @@ def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, source: s
         log(describe_plan(stages, config, run_dir))
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "plan.json", {"command": f"tracekd run {source}" if source else None,
+    write_json(run_dir / "plan.json", {"command": command,
                                        "config": _config_dict(config),
                                        "stages": [{"label": s.label, "kind": s.kind, "key": s.key, "cell": s.cell,
                                                    "dir": str(s.dir(run_dir).relative_to(run_dir))}
