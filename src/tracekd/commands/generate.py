@@ -1,0 +1,41 @@
+"""Generate one completion per SFT row with a student (+ LoRA adapter); append-only and resumable.
+
+  tracekd generate --adapter runs/babi-correct --input-file runs/babi-sft/correct/test.jsonl \\
+      --output-file runs/babi-correct/generations.jsonl --max-examples 50
+  tracekd generate --student Qwen/Qwen3-1.7B --backend vllm --input-file ... --output-file ...
+
+Prompts go through the student's chat template with its generation prompt; batches (left-padded,
+sorted by prompt length) are decoded greedily unless --do-sample, up to --max-new-tokens (500) or
+the end-of-sequence token. Each output line: id, text, finish_reason (stop|length), prompt_tokens,
+completion_tokens. Killed at any point, the same command resumes and ends with every id exactly once.
+Score the output with `tracekd score OUTPUT --examples BUILD/examples/test.jsonl --out DIR`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "generate completions for an arm's test rows (batched, resumable)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_config_arguments
+    from ..generate.config import GenerateConfig
+
+    parser.add_argument("--config", metavar="YAML", help="YAML file of GenerateConfig keys (flags override it)")
+    parser.add_argument("--explain", action="store_true", help="print every setting with its default and exit")
+    add_config_arguments(parser, GenerateConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import explain, load_config, overrides_from_args
+    from ..generate.config import GenerateConfig
+
+    if args.explain:
+        print(explain(GenerateConfig))
+        return 0
+    config = load_config(GenerateConfig, args.config, overrides_from_args(args, GenerateConfig))
+    from ..generate import generate
+
+    generate(config)
+    return 0

@@ -1,0 +1,42 @@
+"""Fine-tune a student with LoRA (or QLoRA on CUDA) on one arm's SFT rows; write the adapter.
+
+  tracekd train --train-file runs/babi-sft/correct/train.jsonl --output-dir runs/babi-correct \\
+      --student smollm2-135m --max-examples 200 --epochs 1 --lr 1e-3 --grad-accum 1
+  tracekd train --config configs/cpu/smollm2-135m.yaml --train-file ... --output-dir ...
+
+Defaults are the method's GPU settings (LoRA r 16, alpha 32, dropout 0.05 on q,k,v,o,gate,up,down;
+3 epochs; lr 2e-4 cosine, warm-up 0.1; batch 4 x grad-accum 4). configs/cpu/ holds the CPU-scale
+recipe, configs/gpu/ the method's. Precedence: defaults < --config YAML < flags. On CPU training runs
+in float32 unless the CPU has a bf16 matrix engine (AMX). Loss on the completion only; a preflight
+tokenises every row and fails on over-long rows (or drops them with --drop-overlong). Interrupted?
+Run the same command with --resume. Several GPUs: `accelerate launch -m tracekd.cli train ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "fine-tune a student (LoRA/QLoRA) on an arm's SFT rows"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..config import add_config_arguments
+    from ..train.config import TrainConfig
+
+    parser.add_argument("--config", metavar="YAML", help="YAML file of TrainConfig keys (flags override it)")
+    parser.add_argument("--explain", action="store_true", help="print every setting with its default and exit")
+    add_config_arguments(parser, TrainConfig)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..config import explain, load_config, overrides_from_args
+    from ..train.config import TrainConfig
+
+    if args.explain:
+        print(explain(TrainConfig))
+        return 0
+    config = load_config(TrainConfig, args.config, overrides_from_args(args, TrainConfig))
+    from ..train import train
+
+    train(config)
+    return 0

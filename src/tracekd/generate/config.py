@@ -1,0 +1,65 @@
+"""``GenerateConfig``: every setting of ``tracekd generate`` (defaults = the method's inference settings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, did_you_mean
+from ..train.hardware import PRECISIONS
+
+BACKENDS = ("hf", "vllm")
+
+
+@dataclass
+class GenerateConfig:
+    """Generate one completion per SFT row with a student (+ optional LoRA adapter); append-only, resumable."""
+
+    input_file: str = field(metadata={
+        "help": "SFT rows JSONL whose prompts to complete (e.g. BUILD/correct/test.jsonl)",
+        "aliases": ["--input", "--test-file"]})
+    output_file: str = field(metadata={
+        "help": "generations JSONL to write (appended to: a rerun resumes where it stopped)",
+        "aliases": ["--output", "-o"]})
+    student: str | None = field(default=None, metadata={
+        "help": "student model (built-in, folder or Hugging Face id); default: the adapter's student, "
+                "else smollm2-135m"})
+    adapter: str | None = field(default=None, metadata={
+        "help": "LoRA adapter folder from `tracekd train` (none: the untrained student)"})
+    backend: str = field(default="hf", metadata={
+        "help": "hf (transformers, CPU or GPU) or vllm (GPU, optional extra)", "choices": list(BACKENDS)})
+    batch_size: int = field(default=16, metadata={
+        "help": "prompts per batch (hf); prompts per request chunk written together (vllm)"})
+    max_new_tokens: int = field(default=500, metadata={"help": "token limit of each completion"})
+    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy decoding"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with --do-sample)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (with --do-sample)"})
+    top_k: int = field(default=0, metadata={"help": "top-k sampling (0 = off; with --do-sample)"})
+    seed: int = field(default=42, metadata={"help": "sampling seed (each batch is seeded from it and its ids)"})
+    max_examples: int | None = field(default=None, metadata={
+        "help": "generate for a seeded random subset of N rows (kept in file order); default all"})
+    precision: str = field(default="auto", metadata={
+        "help": "number format: auto (fp32 on CPU without AMX, bf16 on CUDA), fp32, bf16, fp16",
+        "choices": list(PRECISIONS)})
+    sort_by_length: bool = field(default=True, metadata={
+        "help": "batch prompts of similar length together (longest first) to cut padding"})
+    merge_adapter: bool = field(default=False, metadata={
+        "help": "vllm: merge the adapter into the weights instead of serving it as a LoRA request"})
+    gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: fraction of GPU memory to use"})
+    tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs to shard the model over"})
+    chat_template_kwargs: dict | None = field(default=None, metadata={
+        "help": "extra arguments of the chat template (e.g. {enable_thinking: false} for Qwen3); "
+                "default: the adapter's training setting"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar with tokens/s"})
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_new_tokens", "tensor_parallel_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ConfigError(f"max_examples must be >= 1 (or unset), got {self.max_examples}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(did_you_mean(self.backend, BACKENDS, "backend"))
+        if self.precision not in PRECISIONS:
+            raise ConfigError(did_you_mean(self.precision, PRECISIONS, "precision"))
+        if self.do_sample and (self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0):
+            raise ConfigError("sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0")

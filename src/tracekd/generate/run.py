@@ -1,0 +1,267 @@
+"""``generate(config)``: one completion per SFT row, appended to a JSONL; killed and rerun, it resumes.
+
+Every finished row is one line (``Generation.to_dict()``) written with a flush and fsync, so a
+kill (even SIGKILL) loses at most the batch in flight; a rerun skips the ids already written and
+finishes with every id exactly once. When all rows are done the file is rewritten (atomically) in
+input order, so the result does not depend on how often the run was interrupted. The manifest
+``<output stem>.manifest.json`` records the settings; a rerun with different settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..config import to_dict
+from ..errors import ConfigError, DataError
+from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
+from ..records import Generation
+from ..students import DEFAULT_STUDENT
+from .base import batch_seed, batches, length_order
+from .config import GenerateConfig
+
+#: settings that change what is generated: a resumed run must match them
+_RESULT_KEYS = ("student", "adapter_sha256", "input_sha256", "backend", "max_new_tokens", "do_sample",
+                "temperature", "top_p", "top_k", "seed", "precision", "chat_template_kwargs", "merge_adapter")
+
+
+def manifest_path(output_file: str | Path) -> Path:
+    """
+    >>> manifest_path("runs/x/generations.jsonl").name
+    'generations.manifest.json'
+    """
+    p = Path(output_file)
+    return p.with_name(p.stem + ".manifest.json")
+
+
+def find_adapter(path: str | Path) -> Path:
+    """The adapter folder: ``path`` itself or, for a training output, where its adapter_config.json is."""
+    p = Path(path)
+    if (p / "adapter_config.json").is_file():
+        return p
+    if (p / "adapter" / "adapter_config.json").is_file():
+        return p / "adapter"
+    raise ConfigError(f"no LoRA adapter in {p} (expected adapter_config.json; train one with `tracekd train`)")
+
+
+def adapter_training(adapter: Path) -> dict:
+    """The training config saved beside an adapter by ``tracekd train`` (empty if none)."""
+    for name in ("train_config.json",):
+        f = adapter / name
+        if f.is_file():
+            return json.loads(f.read_text(encoding="utf-8"))
+    return {}
+
+
+def _existing(out: Path, wanted: dict[str, Any]) -> dict[str, dict]:
+    """Generations already in ``out`` by id; ids that are not in the input or repeat are errors."""
+    done: dict[str, dict] = {}
+    if not out.exists():
+        return done
+    for line, obj in iter_jsonl(out):
+        try:
+            g = Generation.from_dict(obj)
+        except DataError as e:
+            raise e.located(out, line) from None
+        if g.id not in wanted:
+            raise DataError(f"id {g.id!r} is not in the input file; is this the output of another input?",
+                            path=out, line=line, field="id")
+        if g.id in done:
+            raise DataError(f"duplicate id {g.id!r}", path=out, line=line, field="id")
+        done[g.id] = obj
+    return done
+
+
+def _settings(cfg: GenerateConfig, student: str, adapter: Path | None, prec: str, ctk: dict) -> dict:
+    return {
+        "student": student,
+        "adapter": str(adapter) if adapter else None,
+        "adapter_sha256": sha256_file(adapter / "adapter_model.safetensors")
+        if adapter and (adapter / "adapter_model.safetensors").is_file() else None,
+        "input_sha256": sha256_file(cfg.input_file),
+        "backend": cfg.backend,
+        "max_new_tokens": cfg.max_new_tokens,
+        "do_sample": cfg.do_sample,
+        "temperature": cfg.temperature if cfg.do_sample else None,
+        "top_p": cfg.top_p if cfg.do_sample else None,
+        "top_k": cfg.top_k if cfg.do_sample else None,
+        "seed": cfg.seed if cfg.do_sample else None,
+        "precision": prec,
+        "chat_template_kwargs": ctk,
+        "merge_adapter": cfg.merge_adapter if cfg.backend == "vllm" else None,
+    }
+
+
+def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
+    diff = [k for k in _RESULT_KEYS if k in previous and previous.get(k) != now.get(k)]
+    if diff:
+        details = ", ".join(f"{k}: {previous.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise ConfigError(f"{out} already holds {n_done} generation(s) made with other settings ({details}); "
+                          "rerun with the same settings to resume, or write to another --output-file")
+
+
+def _merged_folder(student, adapter: Path, adapter_sha: str, prec: str) -> Path:
+    """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode)."""
+    from .. import students
+    from ..train.hardware import torch_dtype
+    from .hf import load_model_with_adapter
+
+    target = students.cache_dir() / "merged" / f"{adapter_sha[:16]}-{prec}"
+    if (target / "config.json").is_file():
+        return target
+    import os
+    import shutil
+    import tempfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:  # written beside, renamed into place: a killed merge never leaves a half folder
+        load_model_with_adapter(student, adapter, torch_dtype(prec), "cpu").save_pretrained(tmp)
+        students.load_tokenizer(student).save_pretrained(tmp)
+        if not target.exists():
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+    return target
+
+
+def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec: str, dev: str, settings: dict):
+    from ..train.hardware import torch_dtype
+
+    if cfg.backend == "hf":
+        from .hf import HFGenerator, load_model_with_adapter
+
+        model = load_model_with_adapter(student, adapter, torch_dtype(prec), dev)
+        return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
+                           temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=dev)
+    if cfg.backend == "vllm":
+        if dev != "cuda":
+            raise ConfigError("--backend vllm needs a CUDA GPU; use --backend hf on this machine")
+        from .vllm import VLLMGenerator
+
+        source, served = student.source, adapter
+        rank = None
+        if adapter is not None:
+            rank = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r")
+            if cfg.merge_adapter:
+                source, served = str(_merged_folder(student, adapter, settings["adapter_sha256"] or "x", prec)), None
+        stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+        try:
+            from transformers import GenerationConfig
+
+            gen_eos = GenerationConfig.from_pretrained(student.source).eos_token_id
+            stop.update([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))
+        except OSError:
+            pass
+        return VLLMGenerator(source, adapter=served, lora_rank=rank, dtype=prec, max_new_tokens=cfg.max_new_tokens,
+                             stop_ids=stop, do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p,
+                             top_k=cfg.top_k, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                             tensor_parallel_size=cfg.tensor_parallel_size)
+    raise ConfigError(f"unknown backend {cfg.backend!r}")
+
+
+def generate(config: GenerateConfig, *, log=print) -> Path:
+    """Generate a completion for every row of ``config.input_file``; returns the generations JSONL."""
+    from tqdm.auto import tqdm
+
+    from .. import students
+    from ..train import hardware
+    from ..train.data import prompt_ids, read_rows, subset
+    from ..train.run import quiet_libraries
+
+    quiet_libraries()
+    cfg = config
+    t_start = time.monotonic()
+    out = Path(cfg.output_file)
+    rows = subset([lr.row for lr in read_rows(cfg.input_file, need_completion=False)], cfg.max_examples, cfg.seed)
+    adapter = find_adapter(cfg.adapter) if cfg.adapter else None
+    trained = adapter_training(adapter) if adapter else {}
+    student_name = cfg.student or trained.get("student") or DEFAULT_STUDENT
+    if cfg.student and trained.get("student") and cfg.student != trained["student"]:
+        log(f"warning: the adapter was trained on {trained['student']!r}, generating with {cfg.student!r}")
+    ctk = cfg.chat_template_kwargs
+    if ctk is None:
+        ctk = trained.get("chat_template_kwargs") or {}
+    dev = hardware.device()
+    prec = hardware.precision(cfg.precision, dev)
+    settings = _settings(cfg, student_name, adapter, prec, ctk)
+
+    wanted = {r.id: r for r in rows}
+    done = _existing(out, wanted)
+    mpath = manifest_path(out)
+    if done and mpath.is_file():
+        _check_same(json.loads(mpath.read_text(encoding="utf-8")).get("settings", {}), settings, out, len(done))
+    todo = [r for r in rows if r.id not in done]
+
+    student = students.resolve(student_name)
+    stats = {"rows": len(rows), "resumed_with": len(done), "generated_now": 0, "completion_tokens_now": 0,
+             "seconds_now": 0.0}
+    write_json(mpath, _manifest(cfg, settings, student, stats, complete=False))
+    if todo:
+        tokenizer = students.load_tokenizer(student)
+        prompts = [prompt_ids(tokenizer, r.prompt, ctk) for r in todo]
+        order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
+        backend = _backend(cfg, student, tokenizer, adapter, prec, dev, settings)
+        bar = tqdm(total=len(rows), initial=len(done), desc="generate", unit="row", dynamic_ncols=True,
+                   disable=not cfg.progress)
+        t_gen = time.monotonic()
+        try:
+            with JsonlAppender(out) as sink:
+                for batch in batches(order, cfg.batch_size):
+                    ids = [todo[i].id for i in batch]
+                    outs = backend.generate([prompts[i] for i in batch], seed=batch_seed(cfg.seed, ids))
+                    for i, c in zip(batch, outs, strict=True):
+                        sink.write(Generation(id=todo[i].id, text=c.text, finish_reason=c.finish_reason,
+                                              prompt_tokens=len(prompts[i]),
+                                              completion_tokens=c.completion_tokens).to_dict())
+                        stats["generated_now"] += 1
+                        stats["completion_tokens_now"] += c.completion_tokens
+                    dt = max(1e-9, time.monotonic() - t_gen)
+                    bar.set_postfix(tok_s=f"{stats['completion_tokens_now'] / dt:.1f}", refresh=False)
+                    bar.update(len(batch))
+        finally:
+            bar.close()
+            stats["seconds_now"] = round(time.monotonic() - t_gen, 3)
+            backend.close()
+    # every id is there exactly once: store them in input order (atomic), then the final manifest
+    final = _existing(out, wanted)
+    missing = [r.id for r in rows if r.id not in final]
+    if missing:  # pragma: no cover - only if the backend returned fewer outputs than prompts
+        raise DataError(f"{len(missing)} row(s) have no generation (first: {missing[0]!r}); rerun to finish",
+                        path=out)
+    write_jsonl(out, (final[r.id] for r in rows))
+    stats["total_seconds"] = round(time.monotonic() - t_start, 3)
+    m = _manifest(cfg, settings, student, stats, complete=True, generations=[final[r.id] for r in rows])
+    write_json(mpath, m)
+    tps = stats["completion_tokens_now"] / stats["seconds_now"] if stats["seconds_now"] else 0.0
+    log(f"wrote {len(rows)} generations to {out} ({stats['generated_now']} new, {tps:.1f} tok/s; "
+        f"{m['counts']['stop']} stopped, {m['counts']['length']} hit max_new_tokens)")
+    return out
+
+
+def _manifest(cfg: GenerateConfig, settings: dict, student, stats: dict, *, complete: bool,
+              generations: list[dict] | None = None) -> dict:
+    counts = None
+    if generations is not None:
+        counts = {"rows": len(generations),
+                  "stop": sum(1 for g in generations if g.get("finish_reason") == "stop"),
+                  "length": sum(1 for g in generations if g.get("finish_reason") == "length"),
+                  "prompt_tokens": sum(g.get("prompt_tokens") or 0 for g in generations),
+                  "completion_tokens": sum(g.get("completion_tokens") or 0 for g in generations)}
+    secs = stats.get("seconds_now") or 0.0
+    return manifest(kind="generate", config=to_dict(cfg), seed=cfg.seed, files={"input_file": settings["input_sha256"]},
+                    settings=settings, student=student.describe(), complete=complete, counts=counts,
+                    timing={**stats, "completion_tokens_per_second":
+                            round(stats["completion_tokens_now"] / secs, 2) if secs else None})
+
+
+def generate_from_settings(settings: dict[str, Any], **fields: Any) -> Path:
+    """Generate from an experiment's ``generate:`` settings plus caller fields (appends, so it resumes)."""
+    from ..config import load_config
+
+    merged = {**dict(settings or {}), **{k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()
+                                         if v is not None}}
+    return generate(load_config(GenerateConfig, merged))

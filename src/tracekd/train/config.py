@@ -1,0 +1,95 @@
+"""``TrainConfig``: every setting of ``tracekd train``, with the method's defaults.
+
+Names follow TRL (``SFTConfig`` / ``ModelConfig``) where TRL has the setting, so a TRL user reads
+them at sight; each ``tracekd train`` flag is a field name with dashes (plus a few short aliases).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import ConfigError, did_you_mean
+from ..students import DEFAULT_STUDENT
+from .hardware import PRECISIONS
+
+#: the method's LoRA targets: attention q,k,v,o and MLP gate,up,down projections
+METHOD_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """LoRA / QLoRA fine-tuning of a student on one arm's SFT rows (defaults = the method's GPU settings)."""
+
+    train_file: str = field(metadata={
+        "help": "the arm's train JSONL (SFT rows from `tracekd build`, TRL prompt-completion format)",
+        "aliases": ["--train"]})
+    output_dir: str = field(metadata={
+        "help": "output folder: the LoRA adapter, manifest.json, train_log.jsonl, preflight.json, checkpoints/",
+        "aliases": ["--output", "-o"]})
+    student: str = field(default=DEFAULT_STUDENT, metadata={
+        "help": "student model: a built-in (smollm2-135m, tiny-random), a local folder or a Hugging Face id"})
+    max_examples: int | None = field(default=None, metadata={
+        "help": "train on a seeded random subset of this many rows (CPU-scale runs); default all"})
+    num_train_epochs: float = field(default=3.0, metadata={
+        "help": "passes over the training rows", "aliases": ["--epochs"]})
+    max_steps: int | None = field(default=None, metadata={
+        "help": "stop after this many optimizer steps (overrides epochs)"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "peak learning rate", "aliases": ["--lr"]})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "learning-rate schedule (transformers name)"})
+    warmup_steps: float = field(default=0.1, metadata={
+        "help": "linear warm-up: a value < 1 is a fraction of all steps, >= 1 a number of steps"})
+    per_device_train_batch_size: int = field(default=4, metadata={
+        "help": "rows per forward pass and device", "aliases": ["--batch-size"]})
+    gradient_accumulation_steps: int = field(default=4, metadata={
+        "help": "forward passes per optimizer step (effective batch = batch size x this x devices)",
+        "aliases": ["--grad-accum"]})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
+    optim: str = field(default="auto", metadata={
+        "help": "optimizer (transformers name); auto = paged_adamw_8bit on CUDA with bitsandbytes "
+                "(the method's), adamw_torch otherwise"})
+    max_length: int = field(default=2048, metadata={
+        "help": "longest tokenised row (prompt + completion); the preflight reports longer rows"})
+    drop_overlong: bool = field(default=False, metadata={
+        "help": "drop rows longer than max_length or with no trainable token (reported) instead of failing; "
+                "completions are never truncated"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
+    lora_target_modules: list[str] = field(default_factory=lambda: list(METHOD_TARGET_MODULES), metadata={
+        "help": "module names to adapt (comma-separated), or all-linear"})
+    qlora: bool = field(default=False, metadata={
+        "help": "QLoRA: load the student in 4-bit NF4 with double quantisation (bitsandbytes, CUDA only)"})
+    precision: str = field(default="auto", metadata={
+        "help": "number format: auto (fp32 on CPU without AMX, bf16 on CUDA), fp32, bf16, fp16",
+        "choices": list(PRECISIONS)})
+    gradient_checkpointing: bool | None = field(default=None, metadata={
+        "help": "recompute activations to save memory; default on for CUDA, off on CPU"})
+    seed: int = field(default=42, metadata={"help": "seed of the subset, LoRA init, data order and dropout"})
+    save_steps: int = field(default=50, metadata={"help": "write a checkpoint every this many optimizer steps"})
+    save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (oldest deleted)"})
+    resume: bool = field(default=False, metadata={
+        "help": "continue from the last checkpoint in output_dir (starts fresh when there is none)"})
+    chat_template_kwargs: dict = field(default_factory=dict, metadata={
+        "help": "extra arguments of the chat template (e.g. {enable_thinking: false} for Qwen3); YAML only"})
+    report_to: str = field(default="none", metadata={
+        "help": "experiment trackers of transformers (e.g. wandb, tensorboard); the local train_log.jsonl is "
+                "always written"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+
+    def __post_init__(self) -> None:
+        for name in ("lora_r", "lora_alpha", "per_device_train_batch_size", "gradient_accumulation_steps",
+                     "max_length", "save_steps", "save_total_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_examples", "max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1 (or unset), got {getattr(self, name)}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.learning_rate <= 0 or self.num_train_epochs <= 0 or self.warmup_steps < 0:
+            raise ConfigError("learning_rate and num_train_epochs must be > 0 and warmup_steps >= 0")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(did_you_mean(self.precision, PRECISIONS, "precision"))
+        if not self.lora_target_modules:
+            raise ConfigError("lora_target_modules must name at least one module (or all-linear)")

