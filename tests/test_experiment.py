@@ -114,6 +114,16 @@ def test_config_typos_are_errors_with_did_you_mean(tmp_path):
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="did you mean 'correct'"):
         load_experiment(bad)
+    data["arms"] = ["vanilla", "correct"]
+    data["train"] = {**data["train"], "learning_rat": 0.1}
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="train: .*did you mean 'learning_rate'"):
+        load_experiment(bad)
+    data["train"].pop("learning_rat")
+    data["generate"] = {**data["generate"], "seed": 3}
+    bad.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="generate.seed: set by the experiment"):
+        load_experiment(bad)
 
 
 def test_changing_a_setting_rekeys_only_downstream_stages(tmp_path):

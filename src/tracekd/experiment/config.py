@@ -81,6 +81,28 @@ class ExperimentConfig:
                 raise ConfigError(did_you_mean(arm, ARMS, "arm"))
         if not self.datasets or not self.students or not self.arms or not self.seeds:
             raise ConfigError("datasets, students, arms and seeds must each list at least one entry")
+        self._check_stage_settings()
+
+    #: keys of the train/generate settings that the runner sets for each cell
+    CELL_KEYS = ("student", "seed", "train_file", "output_dir", "input_file", "output_file", "adapter")
+
+    def _check_stage_settings(self) -> None:
+        """Typos and bad values in `train:` / `generate:` fail now, not hours later in a stage."""
+        from ..config import load_config
+        from ..generate.config import GenerateConfig
+        from ..train.config import TrainConfig
+
+        for name, cls, dummy in (("train", TrainConfig, {"train_file": "-", "output_dir": "-"}),
+                                 ("generate", GenerateConfig, {"input_file": "-", "output_file": "-"})):
+            settings = getattr(self, name)
+            fixed = [k for k in settings if k in self.CELL_KEYS]
+            if fixed:
+                raise ConfigError(f"{name}.{fixed[0]}: set by the experiment for each cell; remove it "
+                                  "(students and seeds are lists at the top level)")
+            try:
+                load_config(cls, {**dummy, **settings})
+            except ConfigError as e:
+                raise ConfigError(f"{name}: {e}") from None
 
     @property
     def run_dir(self) -> Path:

@@ -1,0 +1,33 @@
+"""Every shipped recipe parses, names its exact command in its header, and plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tracekd.config import load_config
+from tracekd.experiment.config import load_experiment
+from tracekd.experiment.plan import make_plan
+from tracekd.generate import GenerateConfig
+from tracekd.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("configs/*/*_cpu.yaml")) \
+    + [ROOT / "src/tracekd/configs/demo.yaml"]
+TRAIN_RECIPES = sorted(ROOT.glob("configs/cpu/*.yaml")) + sorted(ROOT.glob("configs/gpu/*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_experiment_recipes(path):
+    assert path.read_text().startswith("# tracekd "), "the header must be the exact command"
+    config, _ = load_experiment(path)
+    load_config(TrainConfig, {"train_file": "x", "output_dir": "y", **config.train})
+    load_config(GenerateConfig, {"input_file": "x", "output_file": "y", **config.generate})
+    assert make_plan(config)
+
+
+@pytest.mark.parametrize("path", TRAIN_RECIPES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_train_recipes(path):
+    assert path.read_text().startswith("# tracekd train"), "the header must be the exact command"
+    load_config(TrainConfig, path, {"train_file": "x", "output_dir": "y"})
