@@ -21,7 +21,7 @@ TRAIN_RECIPES = sorted(ROOT.glob("configs/cpu/*.yaml")) + sorted(ROOT.glob("conf
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_experiment_recipes(path):
     assert path.read_text().startswith("# tracekd "), "the header must be the exact command"
-    config, _ = load_experiment(path)
+    config = load_experiment(path)
     load_config(TrainConfig, {"train_file": "x", "output_dir": "y", **config.train})
     load_config(GenerateConfig, {"input_file": "x", "output_file": "y", **config.generate})
     assert make_plan(config)

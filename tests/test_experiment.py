@@ -66,7 +66,7 @@ def test_run_writes_analysis_and_report(uninterrupted):
 
 
 def test_rerun_skips_everything(uninterrupted, capsys):
-    cfg, _ = load_experiment(uninterrupted.parent / "straight.yaml")
+    cfg = load_experiment(uninterrupted.parent / "straight.yaml")
     assert all(s.done(uninterrupted) for s in make_plan(cfg))
     assert main(["run", str(uninterrupted.parent / "straight.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
@@ -127,8 +127,8 @@ def test_config_typos_are_errors_with_did_you_mean(tmp_path):
 
 
 def test_changing_a_setting_rekeys_only_downstream_stages(tmp_path):
-    a, _ = load_experiment(write_config(tmp_path, "a"))
-    b, _ = load_experiment(write_config(tmp_path, "b", generate={**TINY["generate"], "max_new_tokens": 30}))
+    a = load_experiment(write_config(tmp_path, "a"))
+    b = load_experiment(write_config(tmp_path, "b", generate={**TINY["generate"], "max_new_tokens": 30}))
     ka = {s.label: s.key for s in make_plan(a)}
     kb = {s.label: s.key for s in make_plan(b)}
     for label in ka:

@@ -4,7 +4,8 @@ A config class is a plain dataclass whose fields carry ``metadata={"help": ...}`
 ``"aliases"``: extra flag names, ``"choices"``), in the style of TRL's ``SFTConfig``. Values are
 layered: field defaults < a YAML file (or dict) < explicit overrides (e.g. the flags given on the
 command line). Unknown keys are errors with a did-you-mean; values are checked against the field
-types (``int``, ``float``, ``bool``, ``str``, ``list[str]``, ``list[int]``, ``X | None``).
+types (``int``, ``float``, ``bool``, ``str``, ``list[str]``, ``list[int]``, ``X | None``, and nested
+config dataclasses, e.g. ``list[DatasetEntry]``).
 
 >>> from dataclasses import dataclass, field
 >>> @dataclass
@@ -85,6 +86,15 @@ def coerce(value: Any, tp: Any, name: str, where: str = "") -> Any:
         raise ConfigError(f"{prefix}key {name!r}: must not be empty")
     if base is Any:
         return value
+    if dataclasses.is_dataclass(base):  # a nested config section
+        if isinstance(value, base):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{prefix}key {name!r}: expected a mapping of {base.__name__} keys, got {value!r}")
+        try:
+            return load_config(base, value)
+        except ConfigError as e:
+            raise ConfigError(f"{prefix}key {name!r}: {e}") from None
     origin = typing.get_origin(base)
     if origin in (list, tuple):
         (item_tp,) = typing.get_args(base)[:1] or (Any,)
@@ -92,7 +102,7 @@ def coerce(value: Any, tp: Any, name: str, where: str = "") -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{prefix}key {name!r}: expected a list, got {value!r}")
-        return [coerce(v, item_tp, name, where) for v in value]
+        return [coerce(v, item_tp, f"{name}[{i}]", where) for i, v in enumerate(value)]
     if origin is dict or base is dict:
         if isinstance(value, str):
             import json

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(path.read_text(encoding="utf-8"), end="")
         return 0
-    config, _ = load_experiment(path)
+    config = load_experiment(path)
     if args.out:
         config.out = args.out
     command = "tracekd demo" + (f" --out {args.out}" if args.out else "")

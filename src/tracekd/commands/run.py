@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not args.config:
         raise ConfigError("give an experiment config (see configs/), or --explain")
-    config, _ = load_experiment(args.config)
+    config = load_experiment(args.config)
     if args.out:
         config.out = args.out
     command = f"tracekd run {args.config}" + (f" --out {args.out}" if args.out else "")

@@ -6,15 +6,10 @@ did-you-mean, and every field carries its help text (``tracekd run --explain`` p
 
 from __future__ import annotations
 
-import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from ..config import load_config
 from ..errors import ConfigError, did_you_mean
 
 
@@ -88,7 +83,6 @@ class ExperimentConfig:
 
     def _check_stage_settings(self) -> None:
         """Typos and bad values in `train:` / `generate:` fail now, not hours later in a stage."""
-        from ..config import load_config
         from ..generate.config import GenerateConfig
         from ..train.config import TrainConfig
 
@@ -109,65 +103,6 @@ class ExperimentConfig:
         return Path(self.out or Path("runs") / self.name)
 
 
-def from_dict(cls: type, data: Any, where: str = "config") -> Any:
-    """Build dataclass ``cls`` from plain data, recursively; unknown keys get did-you-mean.
-
-    >>> from_dict(SynthSpec, {"generator": "babi", "n": 5}).n
-    5
-    >>> from_dict(SynthSpec, {"generator": "babi", "nn": 5})
-    Traceback (most recent call last):
-    ...
-    tracekd.errors.ConfigError: config: unknown key 'nn'; did you mean 'n'? (choices: generator, n, n_test, seed, tasks)
-    """
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for key, value in data.items():
-        if key not in fields:
-            raise ConfigError(f"{where}: " + did_you_mean(str(key), fields, "key"))
-        kwargs[key] = _coerce(hints[key], value, f"{where}.{key}")
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{where}: missing key {missing[0]!r} ({fields[missing[0]].metadata.get('help', '')})")
-    try:
-        return cls(**kwargs)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _coerce(args[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, where)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        (arg,) = typing.get_args(tp)
-        return [_coerce(arg, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return dict(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and (not isinstance(value, tp) or (tp is int and isinstance(value, bool))):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def load_experiment(path: str | Path) -> tuple[ExperimentConfig, Path]:
-    """Read and check an experiment YAML file."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
-    return from_dict(ExperimentConfig, data or {}, where=str(path)), path
+def load_experiment(path: str | Path) -> ExperimentConfig:
+    """Read and check an experiment YAML file (unknown keys anywhere: did-you-mean)."""
+    return load_config(ExperimentConfig, Path(path))
