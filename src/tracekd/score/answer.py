@@ -231,10 +231,19 @@ def token_f1(prediction: str, golds: Sequence[str]) -> float:
     >>> token_f1("bedroom", ["kitchen"])
     0.0
     """
-    pred = _tokens(predicted_items(prediction, golds))
-    gold = _tokens(golds)
+    return f1_tokens(_tokens(predicted_items(prediction, golds)), _tokens(golds))
+
+
+def f1_tokens(pred: Sequence[str], gold: Sequence[str]) -> float:
+    """SQuAD's F1 of two token multisets; both empty -> 1.0, one empty -> 0.0.
+
+    >>> f1_tokens(["paris", "france"], ["paris"])
+    0.6666666666666666
+    >>> f1_tokens([], [])
+    1.0
+    """
     if not pred or not gold:
-        return float(pred == gold)
+        return float(len(pred) == len(gold) == 0)
     same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return 0.0

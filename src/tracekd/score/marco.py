@@ -33,12 +33,11 @@ False
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import ConfigError, did_you_mean
-from .answer import AnswerScore, normalize_answer
+from .answer import AnswerScore, f1_tokens, normalize_answer
 
 if TYPE_CHECKING:
     from ..records import Example
@@ -104,14 +103,7 @@ def squad_f1(prediction: str, reference: str) -> float:
     >>> squad_f1("", "")
     1.0
     """
-    p, r = normalize_answer(prediction).split(), normalize_answer(reference).split()
-    if not p or not r:
-        return float(p == r)
-    same = sum((Counter(p) & Counter(r)).values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(p), same / len(r)
-    return 2 * precision * recall / (precision + recall)
+    return f1_tokens(normalize_answer(prediction).split(), normalize_answer(reference).split())
 
 
 class _Tokens:
