@@ -19,8 +19,8 @@ from .config import ExperimentConfig
 from .plan import Stage, make_plan
 
 #: rough CPU throughput of the default student, measured on this project's 2-core machine; for --dry-run only
-_TRAIN_TOK_PER_S = {"smollm2-135m": 120.0, "tiny-random": 20000.0}
-_GEN_TOK_PER_S = {"smollm2-135m": 40.0, "tiny-random": 4000.0}
+_TRAIN_TOK_PER_S = {"smollm2-135m": 160.0, "tiny-random": 20000.0}
+_GEN_TOK_PER_S = {"smollm2-135m": 100.0, "tiny-random": 4000.0}
 
 
 @dataclass
