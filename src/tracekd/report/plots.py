@@ -212,7 +212,7 @@ def per_class(groups: list[dict], classes: list[str], title: str) -> bytes:
             ax.set_axisbelow(True)
         n_by_class = {cl: max((g["pooled"]["per_class"].get(cl, {}).get("n", 0) for g in groups), default=0)
                       for cl in classes}
-        if len(classes) > 5:
+        if len(classes) > 5 or max((len(cl) for cl in classes), default=0) * len(classes) > 60:  # would overlap
             axes[1].set_xticks(range(len(classes)), [f"{cl} (n={n_by_class[cl]})" for cl in classes],
                                rotation=30, ha="right", rotation_mode="anchor")
         else:
