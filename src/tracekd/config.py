@@ -273,3 +273,19 @@ def explain(cls: type) -> str:
         tp = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
         lines.append(f"{f.name}: {tp} = {default}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+def add_command_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config YAML``, ``--explain`` and one flag per field of ``cls``: a config-driven subcommand."""
+    parser.add_argument("--config", metavar="YAML", help=f"YAML file of {cls.__name__} keys (flags override it)")
+    parser.add_argument("--explain", action="store_true", help="print every setting with its default and exit")
+    add_config_arguments(parser, cls)
+
+
+def config_from_args(args: argparse.Namespace, cls: type[C]) -> C | None:
+    """The config a subcommand was given (defaults < --config < flags); None after printing ``--explain``."""
+    if args.explain:
+        print(explain(cls))
+        return None
+    return load_config(cls, args.config, overrides_from_args(args, cls))
+

@@ -19,23 +19,19 @@ HELP = "generate completions for an arm's test rows (batched, resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_config_arguments
+    from ..config import add_command_arguments
     from ..generate.config import GenerateConfig
 
-    parser.add_argument("--config", metavar="YAML", help="YAML file of GenerateConfig keys (flags override it)")
-    parser.add_argument("--explain", action="store_true", help="print every setting with its default and exit")
-    add_config_arguments(parser, GenerateConfig)
+    add_command_arguments(parser, GenerateConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import explain, load_config, overrides_from_args
+    from ..config import config_from_args
     from ..generate.config import GenerateConfig
 
-    if args.explain:
-        print(explain(GenerateConfig))
-        return 0
-    config = load_config(GenerateConfig, args.config, overrides_from_args(args, GenerateConfig))
-    from ..generate import generate
+    config = config_from_args(args, GenerateConfig)
+    if config is not None:
+        from ..generate import generate
 
-    generate(config)
+        generate(config)
     return 0

@@ -20,23 +20,19 @@ HELP = "fine-tune a student (LoRA/QLoRA) on an arm's SFT rows"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_config_arguments
+    from ..config import add_command_arguments
     from ..train.config import TrainConfig
 
-    parser.add_argument("--config", metavar="YAML", help="YAML file of TrainConfig keys (flags override it)")
-    parser.add_argument("--explain", action="store_true", help="print every setting with its default and exit")
-    add_config_arguments(parser, TrainConfig)
+    add_command_arguments(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import explain, load_config, overrides_from_args
+    from ..config import config_from_args
     from ..train.config import TrainConfig
 
-    if args.explain:
-        print(explain(TrainConfig))
-        return 0
-    config = load_config(TrainConfig, args.config, overrides_from_args(args, TrainConfig))
-    from ..train import train
+    config = config_from_args(args, TrainConfig)
+    if config is not None:
+        from ..train import train
 
-    train(config)
+        train(config)
     return 0
