@@ -24,22 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def explain() -> str:
-    """Every key of the experiment config, with its type, default and help."""
-    import dataclasses
-
+    """Every key of the experiment config (and its nested sections) with its type, default and help."""
+    from ..config import explain as explain_fields
     from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
 
-    lines = []
-    for cls, prefix in ((ExperimentConfig, ""), (DatasetEntry, "datasets[]."), (SynthSpec, "datasets[].synth.")):
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                default = repr(f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                default = repr(f.default_factory())
-            else:
-                default = "(required)"
-            lines.append(f"{prefix}{f.name}: {f.metadata.get('help', '')}  [default {default}]")
-    return "\n".join(lines)
+    return "\n\n".join(f"# {title}\n{explain_fields(cls)}" for title, cls in (
+        ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec)))
 
 
 def run(args: argparse.Namespace) -> int:
