@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..io import manifest, read_records, sha256_file, write_json, write_records
     from ..records import Example
-    from ..score.judge import missing_ids, read_generations, score_pairs, settings_for, status_counts
+    from ..score.judge import missing_ids, read_generations, score_pairs, settings_for
     from ..stats.summary import format_summary, json_safe, summarize
 
     none = lambda v: None if v in (None, "", "none") else v  # noqa: E731
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 "generations": args.generations, "examples": args.examples},
         seed=None,
         inputs={"generations": sha256_file(args.generations), "examples": sha256_file(args.examples)},
-        lines=report.to_dict(), missing=missing, statuses=status_counts(judgements), summary=json_safe(summary),
+        lines=report.to_dict(), missing=missing, summary=json_safe(summary),  # summary.status counts every status
         files={"judgements.jsonl": sha256_file(out / "judgements.jsonl")}))
     print(format_summary(summary))
     issues = [(len(report.blank), "blank lines"), (len(report.invalid), "invalid JSON lines"),

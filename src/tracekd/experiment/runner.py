@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from ..io import manifest, read_records, write_json, write_text
+from ..io import manifest, read_records, write_json
 from ..records import Example
 from .config import ExperimentConfig
 from .plan import Stage, make_plan
@@ -21,17 +21,6 @@ from .plan import Stage, make_plan
 #: rough CPU throughput of the default student, measured on this project's 2-core machine; for --dry-run only
 _TRAIN_TOK_PER_S = {"smollm2-135m": 160.0, "tiny-random": 20000.0}
 _GEN_TOK_PER_S = {"smollm2-135m": 100.0, "tiny-random": 4000.0}
-
-
-@dataclass
-class StageResult:
-    stage: Stage
-    status: str  # "cached" | "ran"
-    seconds: float
-
-
-def _cell_dirs(stages: list[Stage], run_dir: Path) -> dict:
-    return {s.label: str(s.dir(run_dir)) for s in stages}
 
 
 def data_path(stage: Stage, run_dir: Path) -> str:
@@ -176,7 +165,7 @@ def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: 
         return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "plan.json", {"command": command,
-                                       "config": _config_dict(config),
+                                       "config": asdict(config),
                                        "stages": [{"label": s.label, "kind": s.kind, "key": s.key, "cell": s.cell,
                                                    "dir": str(s.dir(run_dir).relative_to(run_dir))}
                                                   for s in stages]})
@@ -198,9 +187,3 @@ def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: 
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
     log(f"finished in {time.monotonic() - t_start:.0f} s (peak RSS {peak_gb:.2f} GB); report: {report}")
     return run_dir
-
-
-def _config_dict(config: ExperimentConfig) -> dict:
-    from dataclasses import asdict
-
-    return asdict(config)

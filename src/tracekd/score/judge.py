@@ -8,7 +8,6 @@ judged (with a parse status), or reported as blank, invalid, duplicate or unknow
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -208,10 +207,3 @@ def score_pairs(pairs: list[tuple[Example, Generation]], settings: JudgeSettings
 def missing_ids(examples: list[Example], judgements: list[Judgement]) -> list[str]:
     got = {j.id for j in judgements}
     return [ex.id for ex in examples if ex.id not in got]
-
-
-def status_counts(judgements: list[Judgement]) -> dict[str, int]:
-    from ..records import STATUSES
-
-    c = Counter(j.status for j in judgements)
-    return {s: c.get(s, 0) for s in STATUSES}
