@@ -1,6 +1,6 @@
 """Every shipped experiment recipe parses, names its exact command in its header, and plans.
 
-(The training recipes in configs/cpu and configs/gpu are checked in test_train.py.)
+(The training recipes in configs/train/cpu and configs/train/gpu are checked in test_train.py.)
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tracekd.generate import GenerateConfig
 from tracekd.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = sorted(ROOT.glob("configs/*.yaml")) + sorted(ROOT.glob("configs/*/*_cpu.yaml")) \
+EXPERIMENTS = sorted(ROOT.glob("configs/experiments/*.yaml")) + sorted(ROOT.glob("configs/experiments/*/*.yaml")) \
     + [ROOT / "src/tracekd/configs/demo.yaml"]
 
 

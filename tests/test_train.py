@@ -236,13 +236,13 @@ def test_config_yaml_unknown_key_and_flag_precedence(tmp_path):
     assert cfg.lora_target_modules == ["q_proj", "v_proj"] and cfg.lora_r == 16  # YAML, then default
 
 
-@pytest.mark.parametrize("recipe", sorted([*(ROOT / "configs" / "cpu").glob("*.yaml"),
-                                           *(ROOT / "configs" / "gpu").glob("*.yaml")]),
+@pytest.mark.parametrize("recipe", sorted([*(ROOT / "configs" / "train" / "cpu").glob("*.yaml"),
+                                           *(ROOT / "configs" / "train" / "gpu").glob("*.yaml")]),
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_recipes_load_and_say_their_command(recipe):
     text = recipe.read_text()
     command = next(line for line in text.splitlines() if line.startswith("# tracekd train"))
-    assert f"--config configs/{recipe.parent.name}/{recipe.name}" in command
+    assert f"--config configs/train/{recipe.parent.name}/{recipe.name}" in command
     cfg = load_config(TrainConfig, recipe, {"train_file": "x.jsonl", "output_dir": "out"})
     if recipe.parent.name == "gpu":
         assert cfg.qlora and cfg.learning_rate == 2e-4 and cfg.gradient_accumulation_steps == 4

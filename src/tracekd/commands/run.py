@@ -1,7 +1,7 @@
 """Run a whole experiment from one config: build -> train -> generate -> score -> analyze -> report.
 
-  tracekd run configs/babi/smollm2-135m_cpu.yaml
-  tracekd run configs/babi/smollm2-135m_cpu.yaml --dry-run     # the plan, what is cached, a time estimate
+  tracekd run configs/experiments/babi/smollm2-135m_cpu.yaml
+  tracekd run configs/experiments/babi/smollm2-135m_cpu.yaml --dry-run     # the plan, what is cached, a time estimate
   tracekd run --explain                                        # every config key with its help text
 
 Each stage's output lives in RUN/stages/<kind>-<hash of what it depends on>/, so a re-run skips

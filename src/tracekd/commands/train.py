@@ -2,11 +2,11 @@
 
   tracekd train --train-file runs/babi-sft/correct/train.jsonl --output-dir runs/babi-correct \\
       --student smollm2-135m --max-examples 200 --epochs 1 --lr 1e-3 --grad-accum 1
-  tracekd train --config configs/cpu/smollm2-135m.yaml --train-file ... --output-dir ...
+  tracekd train --config configs/train/cpu/smollm2-135m.yaml --train-file ... --output-dir ...
 
 Defaults are the method's GPU settings (LoRA r 16, alpha 32, dropout 0.05 on q,k,v,o,gate,up,down;
-3 epochs; lr 2e-4 cosine, warm-up 0.1; batch 4 x grad-accum 4). configs/cpu/ holds the CPU-scale
-recipe, configs/gpu/ the method's. Precedence: defaults < --config YAML < flags. On CPU training runs
+3 epochs; lr 2e-4 cosine, warm-up 0.1; batch 4 x grad-accum 4). configs/train/cpu/ holds the CPU-scale
+recipe, configs/train/gpu/ the method's. Precedence: defaults < --config YAML < flags. On CPU training runs
 in float32 unless the CPU has a bf16 matrix engine (AMX). Loss on the completion only; a preflight
 tokenises every row and fails on over-long rows (or drops them with --drop-overlong). Interrupted?
 Run the same command with --resume. Several GPUs: `accelerate launch -m tracekd.cli train ...`.

@@ -288,6 +288,7 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool):
         max_length=cfg.max_length,
         bf16=prec == "bf16",
         fp16=prec == "fp16",
+        use_cpu=dev == "cpu",  # transformers refuses bf16 on CPU unless told the run is on CPU
         **{ckpt_field: gc},
         seed=cfg.seed,
         data_seed=cfg.seed,
