@@ -61,8 +61,15 @@ class TrainConfig:
     qlora: bool = field(default=False, metadata={
         "help": "QLoRA: load the student in 4-bit NF4 with double quantisation (bitsandbytes, CUDA only)"})
     precision: str = field(default="auto", metadata={
-        "help": "number format: auto (fp32 on CPU without AMX, bf16 on CUDA), fp32, bf16, fp16",
+        "help": "number format: auto (fp32 on CPU without AMX; on CUDA bf16 at compute capability >= 8.0, fp16 "
+                "below, e.g. T4, V100), fp32, bf16, fp16",
         "choices": list(PRECISIONS)})
+    device: str = field(default="auto", metadata={
+        "help": "auto (the first visible GPU, else CPU), cpu, or cuda:N; one process trains on one GPU, "
+                "`accelerate launch -m tracekd.cli train` trains data-parallel on all"})
+    deterministic: bool = field(default=False, metadata={
+        "help": "PyTorch's deterministic algorithms (warn-only) and cuBLAS workspace; CPU runs are bit-identical "
+                "without it, CUDA runs are not bit-identical even with it (see README)"})
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "recompute activations to save memory; default on for CUDA, off on CPU"})
     seed: int = field(default=42, metadata={"help": "seed of the subset, LoRA init, data order and dropout"})
@@ -71,7 +78,9 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={
         "help": "continue from the last checkpoint in output_dir (starts fresh when there is none)"})
     chat_template_kwargs: dict = field(default_factory=dict, metadata={
-        "help": "extra arguments of the chat template (e.g. {enable_thinking: false} for Qwen3); YAML only"})
+        "help": "extra variables of the chat template, YAML only (e.g. {date_string: 26 Jul 2024} for Llama 3.x, "
+                "pinned to that date when unset); the preflight refuses settings whose generation prompt is not "
+                "a prefix of the training text, such as Qwen3's enable_thinking: false on arms with traces"})
     report_to: str = field(default="none", metadata={
         "help": "experiment trackers of transformers (e.g. wandb, tensorboard); the local train_log.jsonl is "
                 "always written"})
@@ -93,3 +102,6 @@ class TrainConfig:
             raise ConfigError(did_you_mean(self.precision, PRECISIONS, "precision"))
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules must name at least one module (or all-linear)")
+        from ..devices import parse_device
+
+        parse_device(self.device)

@@ -66,7 +66,13 @@ def precision(requested: str = "auto", dev: str | None = None) -> str:
     import torch
 
     dev = dev or device()
-    cuda_bf16 = dev == "cuda" and torch.cuda.is_bf16_supported()
+    cuda_bf16 = False
+    if dev == "cuda":  # from the compute capability: is_bf16_supported() also says True by emulation (T4, V100)
+        from ..devices import bf16_native, cuda_precision
+
+        cap = torch.cuda.get_device_capability()
+        cuda_precision(requested, cap, torch.cuda.get_device_name())  # bf16 below 8.0: a clear error
+        cuda_bf16 = bf16_native(cap)
     return decide_precision(requested, dev, cuda_bf16=cuda_bf16, cpu_amx=dev == "cpu" and cpu_has_amx())
 
 

@@ -32,7 +32,8 @@ from .config import TrainConfig
 from .data import Preflight, Tokenized, preflight, read_rows, subset
 
 #: config fields a resumed run may change without changing what is trained
-RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to"}
+RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
+                     "device", "deterministic"}
 
 LOG_NAME = "train_log.jsonl"
 
@@ -210,7 +211,7 @@ def _progress_callback():
     return Progress()
 
 
-def _quantization(cfg: TrainConfig, dev: str):
+def _quantization(cfg: TrainConfig, dev: str, prec: str = "bf16"):
     if not cfg.qlora:
         return None
     if dev != "cuda":
@@ -222,7 +223,7 @@ def _quantization(cfg: TrainConfig, dev: str):
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+                              bnb_4bit_compute_dtype=torch.float16 if prec == "fp16" else torch.bfloat16)
 
 
 def _optim(cfg: TrainConfig, dev: str) -> str:
@@ -240,7 +241,7 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
     from .. import students
     from . import hardware
 
-    quant = _quantization(cfg, dev)
+    quant = _quantization(cfg, dev, prec)
     device_map = None
     if quant is not None:
         from accelerate import PartialState
@@ -319,6 +320,11 @@ def train(config: TrainConfig, *, log=print) -> Path:
     cfg = config
     out = Path(cfg.output_dir)
     t_start = time.monotonic()
+    from .. import devices
+
+    gpus = devices.select_training_device(cfg.device, log=log)  # before anything starts CUDA
+    if cfg.deterministic:
+        devices.enable_determinism()
     main = _main_process()
 
     # data and tokenizer
@@ -364,6 +370,7 @@ def train(config: TrainConfig, *, log=print) -> Path:
         "row_index": list(range(len(kept))),
     })
     args = _sft_config(cfg, out, dev, prec, gc)
+    devices.check_single_process_gpus(args.n_gpu, gpus.world_size)
     plain_loss = dev != "cuda" or importlib.util.find_spec("triton") is None
     Trainer = _make_trainer_class(plain_loss)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
