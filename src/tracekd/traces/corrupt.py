@@ -34,6 +34,11 @@ from ..records import Decomposition, Example
 from ..score.steps import normalize_label, normalize_line
 
 ARMS = ("vanilla", "correct", "incorrect", "incorrect-class", "incorrect-evidence")
+#: arms rendered from teacher responses (tracekd.teacher.arms), and untrained baselines (the base student prompted)
+TEACHER_ARMS = ("teacher-trace", "teacher-summary", "teacher-explanation", "teacher-swapped", "teacher-trace-short")
+BASELINE_ARMS = ("zero-shot", "zero-shot-format")
+#: every arm a build can write: ARMS get their targets from :func:`target_for`, the others from tracekd.teacher
+ALL_ARMS = ARMS + TEACHER_ARMS + BASELINE_ARMS
 EVIDENCE_CASES = ("full", "fewer", "empty")
 
 
