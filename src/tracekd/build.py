@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import registry
 from .errors import ConfigError, TracekdError, did_you_mean
-from .io import manifest, sha256_file, sha256_text, write_json, write_records
+from .io import manifest, refuse_existing, replace_dir, sha256_file, sha256_text, write_json, write_records
 from .records import Example, SFTRow
 from .score.steps import verify_steps
 from .traces.corrupt import ARMS, CannotCorrupt, Target, target_for
@@ -51,6 +51,26 @@ class BuildConfig:
                 raise ConfigError(did_you_mean(arm, ARMS, "arm"))
         if len(set(self.arms)) != len(self.arms):
             raise ConfigError(f"arms listed twice: {', '.join(self.arms)}")
+
+
+#: what the words of a build's manifest and summary mean (written into the manifest as ``glossary``)
+GLOSSARY = {
+    "counts": {
+        "loaded": "examples the dataset loader read for the split",
+        "selected": "examples left after --max-train / --max-test (a label-stratified seeded subset)",
+        "kept": "examples every arm applies to: the rows in each arm's file and in examples/",
+        "excluded": "examples left out of every arm because some arm cannot apply (listed under 'excluded')",
+    },
+    "evidence_cases": {
+        "full": "wrong evidence has as many non-gold context lines as the gold evidence has lines "
+                "(one line when the gold evidence is empty)",
+        "fewer": "the context has fewer non-gold lines than gold lines: all of them are used",
+        "empty": "the context has no non-gold line: the evidence is the empty list "
+                 "(still wrong, since the gold evidence is not)",
+    },
+    "loader_notes": "per split, how many examples the loader tagged with each note (see the dataset's docs)",
+    "loader_excluded": "examples the loader left out before the build, with the reason",
+}
 
 
 class BuildError(TracekdError):
@@ -137,12 +157,21 @@ def stratified_subset(examples: list[Example], k: int | None, seed: int) -> list
     return [ex for ex in examples if ex.id in chosen]
 
 
-def build(config: BuildConfig, progress: bool = True) -> dict:
-    """Load, decompose, render every arm, verify, write; returns the manifest."""
+def build(config: BuildConfig, progress: bool = True, overwrite: bool = False) -> dict:
+    """Load, decompose, render every arm, verify, write; returns the manifest.
+
+    An existing build folder is refused unless ``overwrite``; then the new build replaces it as a
+    whole (written into a temporary sibling, then swapped in), so no old arm survives.
+    """
+    refuse_existing(config.out, overwrite, "build folder")
     spec = registry.get(config.dataset)
     template = get_template(config.template or spec.template)
     splits = spec.load_splits(config.data, **config.options)
-    out = Path(config.out)
+    with replace_dir(config.out, overwrite, "build folder") as out:
+        return _write_build(config, spec, template, splits, out, progress)
+
+
+def _write_build(config: BuildConfig, spec, template: Template, splits, out: Path, progress: bool) -> dict:
     files: list[Path] = []
     counts: dict = {}
     excluded_all: dict = {}
@@ -171,6 +200,7 @@ def build(config: BuildConfig, progress: bool = True) -> dict:
         config={**asdict(config), "arms": list(config.arms), "template": template.name},
         seed=config.seed,
         dataset={"name": spec.name, "labels": list(spec.labels), "scorer": spec.scorer},
+        glossary=GLOSSARY,
         counts=counts,
         evidence_cases=cases_all,
         excluded=excluded_all,

@@ -27,6 +27,8 @@ COMMANDS = {
     "demo": "demo",
     "synth": "synth",
     "audit": "audit",
+    "teacher": "teacher",
+    "study": "study",
 }
 
 

@@ -7,13 +7,14 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 T = TypeVar("T")
 
@@ -50,6 +51,116 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+#: the file every writer of a folder puts its own file list in; readers of data folders skip it
+MANIFEST = "manifest.json"
+
+
+def refuse_existing(path: str | Path, overwrite: bool, what: str = "output") -> bool:
+    """Raise a ConfigError when ``path`` exists (a non-empty folder or a file) and ``overwrite`` is off.
+
+    Returns whether something is there (to be replaced). An empty folder counts as absent.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> refuse_existing(d, overwrite=False)
+    False
+    >>> _ = (d / "x.txt").write_text("old")
+    >>> refuse_existing(d, overwrite=False)
+    Traceback (most recent call last):
+    ...
+    tracekd.errors.ConfigError: ... already holds 1 entry (x.txt); pass --overwrite to replace it (nothing is merged)
+    >>> refuse_existing(d, overwrite=True)
+    True
+    """
+    path = Path(path)
+    if path.is_dir():
+        names = sorted(p.name for p in path.iterdir())
+        if not names:
+            return False
+        if not overwrite:
+            shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+            raise ConfigError(f"{what} {path} already holds {len(names)} entr{'ies' if len(names) != 1 else 'y'} "
+                              f"({shown}); pass --overwrite to replace it (nothing is merged)")
+        return True
+    if path.exists():
+        if not overwrite:
+            raise ConfigError(f"{what} {path} already exists; pass --overwrite to replace it")
+        return True
+    return False
+
+
+@contextlib.contextmanager
+def replace_dir(out: str | Path, overwrite: bool = False, what: str = "output folder") -> Iterator[Path]:
+    """Write a folder as a whole: yield a fresh temporary sibling; when the block succeeds it takes ``out``'s place.
+
+    An existing non-empty ``out`` is refused unless ``overwrite`` (see :func:`refuse_existing`);
+    with it, the old folder is swapped out and deleted only after the new one is complete, so no
+    old file ever survives next to new ones. A failed block leaves ``out`` as it was.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "build"
+    >>> with replace_dir(out) as tmp:
+    ...     _ = (tmp / "old-arm.txt").write_text("1")
+    >>> with replace_dir(out, overwrite=True) as tmp:
+    ...     _ = (tmp / "new.txt").write_text("2")
+    >>> sorted(p.name for p in out.iterdir())
+    ['new.txt']
+    """
+    out = Path(out)
+    refuse_existing(out, overwrite, what)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def clear_listed(out: str | Path, overwrite: bool, what: str = "output folder") -> list[str]:
+    """Make ``out`` ready for a writer that records its files in ``out/manifest.json``.
+
+    A non-empty ``out`` is refused unless ``overwrite``; with it, the files the old manifest lists
+    (and the manifest) are deleted and nothing else. Returns the names of the files left in place
+    (not written by tracekd), so the caller can say so.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for name in ("qa1_test.txt", "notes.md"):
+    ...     _ = (d / name).write_text("x")
+    >>> _ = (d / "manifest.json").write_text('{"files": {"qa1_test.txt": "..."}}')
+    >>> clear_listed(d, overwrite=True)
+    ['notes.md']
+    >>> sorted(p.name for p in d.iterdir())
+    ['notes.md']
+    """
+    out = Path(out)
+    if not refuse_existing(out, overwrite, what):
+        return []
+    listed: list[str] = []
+    if (out / MANIFEST).is_file():
+        m = read_json(out / MANIFEST)
+        files = m.get("files") if isinstance(m, dict) else None
+        listed = list(files) if isinstance(files, dict) else []
+    for name in listed:
+        target = (out / name).resolve()
+        if out.resolve() not in target.parents:  # never outside the folder
+            raise DataError(f"lists {name!r}, which is outside the folder", path=out / MANIFEST, field="files")
+        with contextlib.suppress(FileNotFoundError):
+            target.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (out / MANIFEST).unlink()
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -52,6 +52,8 @@ class DatasetSpec:
     scorer: str
     reference_size: str
     download: str = ""
+    #: ``notes(path) -> list[str]``: what ``build`` will need that is not a problem (``validate`` prints it)
+    notes: Callable[[Path], list[str]] | None = None
 
     def make_options(self, **overrides: Any) -> Any:
         """Options with ``overrides`` applied; unknown keys are errors with did-you-mean."""

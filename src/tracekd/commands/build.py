@@ -3,9 +3,14 @@
   tracekd build --dataset babi --data ../shared/data/babi/en-first-question \\
       --arms vanilla,correct,incorrect,incorrect-class,incorrect-evidence --seed 0 --out runs/babi-sft
 
+  tracekd build --dataset babi --data data/babi-synth --option tasks=qa1,qa2 --out runs/b --overwrite
+  tracekd build --dataset cotemp --data ../shared/data/cotempqa --option labels=rules --out runs/cotemp-sft
+  tracekd build --dataset marco --data DIR --option evidence=is-selected --option n_per_type=100 --out runs/m
+
 Writes OUT/examples/{train,test}.jsonl (gold), OUT/{arm}/{train,test}.jsonl and OUT/manifest.json.
 Every corrupted trace is re-checked by the verifier; examples where an arm cannot apply are excluded
-from every arm and listed in the manifest.
+from every arm and listed in the manifest. An existing OUT is refused unless --overwrite; then the new
+build replaces it as a whole. `tracekd ls DATASET` lists the --option keys of each dataset.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ def parse_options(items: list[str]) -> dict:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset name (see `tracekd ls`)")
     parser.add_argument("--data", required=True, help="folder or file with the dataset's raw files")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (refused when it exists, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing OUT as a whole (the new build is written beside it, then swapped in)")
     parser.add_argument("--arms", default="vanilla,correct,incorrect",
                         help="comma-separated arms (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="corruption seed (default: %(default)s)")
@@ -57,14 +64,25 @@ def run(args: argparse.Namespace) -> int:
                          arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
                          seed=args.seed, template=args.template, options=parse_options(args.option),
                          max_train=args.max_train, max_test=args.max_test, subset_seed=args.subset_seed)
-    m = build(config, progress=not args.quiet)
-    for split, c in m["counts"].items():
-        line = f"{split}: {c['kept']:,} rows per arm"
-        if c["excluded"]:
-            line += f" ({c['excluded']} excluded: see manifest)"
-        print(line)
-    for split, cases in m["evidence_cases"].items():
-        for arm, cnt in cases.items():
-            print(f"  {split}/{arm} wrong-evidence cases: " + ", ".join(f"{k} {v}" for k, v in cnt.items()))
-    print(f"wrote {args.out} (manifest.json lists every file with its sha256)")
+    m = build(config, progress=not args.quiet, overwrite=args.overwrite)
+    print(format_summary(m))
+    print(f"wrote {args.out} (manifest.json lists every file with its sha256 and explains these words)")
     return 0
+
+
+def format_summary(m: dict) -> str:
+    """The build summary in words that explain themselves (the manifest's ``glossary`` holds the same)."""
+    cases_meaning = m["glossary"]["evidence_cases"]
+    lines = []
+    for split, c in m["counts"].items():
+        line = (f"{split}: {c['kept']:,} rows in each arm's file ({c['loaded']:,} examples loaded, "
+                f"{c['selected']:,} selected by --max-{split}")
+        line += f", {c['excluded']:,} excluded because an arm cannot apply: see the manifest)" if c["excluded"] else ")"
+        lines.append(line)
+        by_counts: dict[tuple, list[str]] = {}
+        for arm, cnt in m["evidence_cases"].get(split, {}).items():
+            by_counts.setdefault(tuple(cnt.items()), []).append(arm)
+        for cnt, arms in by_counts.items():
+            lines.append(f"  wrong evidence in {', '.join(arms)}:")
+            lines.extend(f"    {n:>7,} {case}: {cases_meaning.get(case, '')}" for case, n in cnt)
+    return "\n".join(lines)

@@ -23,6 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="analysis JSON to read instead of RUN_DIR/analysis.json (also `tracekd analyze --out`)")
     parser.add_argument("--examples", type=int, default=3, metavar="K",
                         help="concrete examples shown per arm and off-diagonal cell (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing report (report.md, report.html and plots/ as a whole)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no analysis at {path}: run `tracekd run CONFIG` first, or pass --analysis FILE")
     if args.examples < 0:
         raise ConfigError("--examples must be 0 or more")
+    old = [p.name for p in (run_dir / "report.md", run_dir / "report.html", run_dir / "plots") if p.exists()]
+    if old and not args.overwrite:
+        raise ConfigError(f"{run_dir} already holds a report ({', '.join(old)}); pass --overwrite to replace it "
+                          "(plots of the old report that the new one lacks are deleted)")
     analysis = load_analysis(path)
     html_path = write_report(run_dir, analysis, examples_per_cell=args.examples, source=str(path))
     print(f"wrote {run_dir / 'report.md'}")

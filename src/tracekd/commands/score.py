@@ -19,7 +19,8 @@ HELP = "parse, verify and score generations against gold examples (joined by id)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("generations", help="generations JSONL")
     parser.add_argument("--examples", required=True, help="gold examples JSONL (BUILD_DIR/examples/test.jsonl)")
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (refused when not empty, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT as a whole")
     parser.add_argument("--id-field", default="id", help="id field; 'none' joins by question+context")
     parser.add_argument("--text-field", default="text", help="generated text field (dots for nesting)")
     parser.add_argument("--finish-field", default="finish_reason", help="finish-reason field ('none' if absent)")
@@ -38,12 +39,13 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
     from pathlib import Path
 
-    from ..io import manifest, read_records, sha256_file, write_json, write_records
+    from ..io import manifest, read_records, refuse_existing, replace_dir, sha256_file, write_json, write_records
     from ..records import Example
     from ..score.judge import missing_ids, read_generations, score_pairs, settings_for
     from ..stats.summary import format_summary, json_safe, summarize
 
     none = lambda v: None if v in (None, "", "none") else v  # noqa: E731
+    refuse_existing(args.out, args.overwrite, "score output folder")
     examples = read_records(args.examples, Example)
     settings = settings_for(examples, args.template, args.scorer, args.trace_definition)
     pairs, report = read_generations(
@@ -52,17 +54,18 @@ def run(args: argparse.Namespace) -> int:
         context_field=args.context_field, strict=args.strict)
     judgements = score_pairs(pairs, settings)
     out = Path(args.out)
-    write_records(out / "judgements.jsonl", judgements)
     missing = missing_ids(examples, judgements)
     summary = summarize(judgements)
-    write_json(out / "summary.json", manifest(
-        kind="score",
-        config={"settings": asdict(settings),
-                "generations": args.generations, "examples": args.examples},
-        seed=None,
-        inputs={"generations": sha256_file(args.generations), "examples": sha256_file(args.examples)},
-        lines=report.to_dict(), missing=missing, summary=json_safe(summary),  # summary.status counts every status
-        files={"judgements.jsonl": sha256_file(out / "judgements.jsonl")}))
+    with replace_dir(out, args.overwrite, "score output folder") as tmp:  # replaced as a whole, never merged
+        write_records(tmp / "judgements.jsonl", judgements)
+        write_json(tmp / "summary.json", manifest(
+            kind="score",
+            config={"settings": asdict(settings),
+                    "generations": args.generations, "examples": args.examples},
+            seed=None,
+            inputs={"generations": sha256_file(args.generations), "examples": sha256_file(args.examples)},
+            lines=report.to_dict(), missing=missing, summary=json_safe(summary),  # summary.status counts every status
+            files={"judgements.jsonl": sha256_file(tmp / "judgements.jsonl")}))
     print(format_summary(summary))
     issues = [(len(report.blank), "blank lines"), (len(report.invalid), "invalid JSON lines"),
               (len(report.duplicates), "duplicate ids (first kept)"), (len(report.unknown), "unknown ids"),

@@ -5,7 +5,9 @@
 
 Each problem is printed as ``file:line: field 'x': message``, then a summary line. The exit status
 is 1 when there is any problem, 0 otherwise. A folder is checked as the dataset's loader reads it
-(all of its data files).
+(all of its data files; ``manifest.json``, which tracekd's writers add, is not a data file). Notes
+(not problems) say what ``tracekd build`` will need, e.g. ``--option tasks=qa1,qa2`` for a bAbI
+folder holding only some tasks.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ def run(args: argparse.Namespace) -> int:
     from .. import registry
 
     spec = registry.get(args.dataset)
-    problems = []
+    problems, notes = [], []
     for path in args.paths:
         problems.extend(spec.validate(Path(path)))
+        if spec.notes is not None and Path(path).exists():
+            notes.extend(spec.notes(Path(path)))
     for p in problems:
         print(p)
+    for note in notes:
+        print(f"note: {note}")
     where = ", ".join(args.paths)
     if problems:
         files = {p.path for p in problems}

@@ -288,8 +288,7 @@ def load(path: Path, options: BabiOptions) -> Splits:
         missing = sorted(wanted - have)
         if missing:
             names = ", ".join(f"qa{n} ({TASKS[n]})" for n in missing)
-            raise DataError(f"no file for task(s) {names}; load a subset with the option tasks=...",
-                            path=path, field="tasks")
+            raise DataError(f"no file for task(s) {names}; {subset_hint(sorted(have))}", path=path, field="tasks")
         found = {k: v for k, v in found.items() if k[0] in wanted}
     out: Splits = {split: [] for split in SPLITS}
     for (n, split), f in sorted(found.items()):
@@ -298,6 +297,34 @@ def load(path: Path, options: BabiOptions) -> Splits:
             raise errors[0]
         out[split].extend(examples)
     return out
+
+
+def subset_hint(have: list[int]) -> str:
+    """What to pass to load a folder holding only the tasks ``have`` (task numbers).
+
+    >>> subset_hint([2, 1])
+    'the folder holds qa1, qa2: load them with --option tasks=qa1,qa2'
+    """
+    if not have:
+        return "the folder holds no task file"
+    ids = ",".join(f"qa{n}" for n in sorted(have))
+    return f"the folder holds {ids.replace(',', ', ')}: load them with --option tasks={ids}"
+
+
+def notes(path: Path) -> list[str]:
+    """What ``tracekd build`` will need that the files alone do not say (not problems).
+
+    A folder without every one of the method's 11 tasks builds only with the option ``tasks``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    have = sorted({n for n, _ in _file_problems(data_files(path))[0]})
+    missing = [t for t in METHOD_TASKS if int(t[2:]) not in have]
+    if not have or not missing:
+        return []
+    return [f"{path}: holds {len(have)} task(s), not the method's 11 that build loads by default "
+            f"(missing {', '.join(missing)}); {subset_hint(have)}"]
 
 
 def validate(path: Path) -> list[DataError]:
@@ -320,6 +347,7 @@ SPEC = DatasetSpec(
     labels=LABELS,
     load=load,
     validate=validate,
+    notes=notes,
     options=BabiOptions,
     template="reference-qa",
     scorer="strict",

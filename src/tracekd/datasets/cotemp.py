@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, did_you_mean
+from ..io import MANIFEST
 from ..records import Decomposition, Example
 from ..registry import DatasetSpec, Splits
 from .text import mentions, normalize, read_lines
@@ -323,7 +324,8 @@ def validate(path: Path) -> list[DataError]:
         known = set(files)
         errors.extend(DataError(f"unknown CoTemp file {p.name!r} (expected {', '.join(f'{c}.json' for c in CATEGORIES)})",
                                 path=p, field="file_name")
-                      for p in sorted(path.iterdir()) if p.suffix in (".json", ".jsonl") and p not in known)
+                      for p in sorted(path.iterdir())
+                      if p.suffix in (".json", ".jsonl") and p not in known and p.name != MANIFEST)
     else:
         files, errors = [path], []
         try:

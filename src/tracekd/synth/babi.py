@@ -384,15 +384,20 @@ def format_stories(stories: list[Story]) -> str:
 
 
 def write_babi(out_dir: str | Path, tasks: list[int | str] | str = "all", n_train: int = 1000,
-               n_test: int | None = None, seed: int = 0) -> dict:
-    """Write train and test files of ``tasks`` plus ``manifest.json`` into ``out_dir``; return the manifest."""
-    from ..io import manifest, sha256_file, write_json, write_text
+               n_test: int | None = None, seed: int = 0, overwrite: bool = False) -> dict:
+    """Write train and test files of ``tasks`` plus ``manifest.json`` into ``out_dir``; return the manifest.
+
+    A non-empty ``out_dir`` is refused unless ``overwrite``, which first deletes the files its
+    manifest lists (an earlier synth's) and nothing else; files kept are named in ``m["kept"]``.
+    """
+    from ..io import clear_listed, manifest, sha256_file, write_json, write_text
 
     if n_train < 0 or (n_test is not None and n_test < 0):
         raise ConfigError("story counts must be >= 0")
     n_test = max(1, n_train // 10) if n_test is None else n_test
     nums = parse_tasks(tasks) if isinstance(tasks, str) else sorted({task_number(t) for t in tasks})
     out = Path(out_dir)
+    kept = clear_listed(out, overwrite, "synth output folder")
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
     for num in nums:
@@ -404,6 +409,7 @@ def write_babi(out_dir: str | Path, tasks: list[int | str] | str = "all", n_trai
     m = manifest(kind="synth-babi", seed=seed, files=files, stories=counts,
                  config={"tasks": [f"qa{n}" for n in nums], "n_train": n_train, "n_test": n_test, "seed": seed})
     write_json(out / "manifest.json", m)
+    m["kept"] = kept
     return m
 
 
@@ -413,11 +419,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1000, help="train stories per task (default: 1000)")
     parser.add_argument("--n-test", type=int, default=None, help="test stories per task (default: max(1, N//10))")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder (refused when not empty, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty folder: delete the files its manifest.json lists "
+                             "(an earlier synth's), keep anything else")
 
 
 def run(args: argparse.Namespace) -> int:
-    m = write_babi(args.out, args.tasks, args.n, args.n_test, args.seed)
+    m = write_babi(args.out, args.tasks, args.n, args.n_test, args.seed, overwrite=args.overwrite)
     n_files = len(m["files"])
     print(f"wrote {n_files} files ({sum(m['stories'].values())} stories) and manifest.json to {args.out}")
+    if m["kept"]:
+        print(f"note: kept {len(m['kept'])} file(s) not written by tracekd synth: {', '.join(m['kept'])}")
     return 0

@@ -154,6 +154,17 @@ def relation(a: Time, b: Time, semantics: str = "wikidata") -> str:
     return "overlap"
 
 
+def ordered(t: Time) -> bool:
+    """Whether a time ends no earlier than it starts under both readings of its dates.
+
+    >>> ordered(Time((1905, 10, 1), (1905, 6, 0), True)), ordered(Time((1905, 0, 0), (1905, 6, 0), True))
+    (False, True)
+    """
+    (w0, w1), (c0, _), (_, c1) = (t.start, t.end), _bounds(Time(t.start, t.start, False), "calendar"), \
+        _bounds(Time(t.end, t.end, False), "calendar")
+    return w0 <= w1 and c0 <= c1
+
+
 def _relation_both(a: Time, b: Time) -> str | None:
     """The relation when both readings of the dates agree on it, else None."""
     r = relation(a, b, "wikidata")
@@ -265,7 +276,7 @@ def _mix_relations(rng: random.Random, k: int, anchor: Time) -> list[str]:
 def _draw_time(rng: random.Random, anchor: Time, want: str) -> Time:
     for _ in range(100):
         t = _related_time(rng, anchor, want)
-        if _relation_both(t, anchor) == want:
+        if ordered(t) and _relation_both(t, anchor) == want:
             return t
     raise RuntimeError(f"could not draw a {want} time for {anchor}")  # pragma: no cover
 
@@ -316,6 +327,8 @@ def make_question(category: str, rng: random.Random, index: int = 0) -> dict:
         t = _span(rng, y0, y0 + rng.randint(0, 15)) if rng.random() < 0.6 else Time(*(2 * (_date(rng, y0),)), False)
         noise.append(Fact(subject, rel, world.entity(rel), t))
     facts = [anchor, *answers, *distractors, *noise]
+    if not all(ordered(f.time) for f in facts):  # pragma: no cover - _draw_time and _span guarantee it
+        raise AssertionError(f"a span ends before it starts ({category}, index {index})")
     rng.shuffle(facts)
 
     # gold answers by interval logic over the asked (subject, relation) facts
@@ -360,33 +373,46 @@ def generate(n: int, seed: int = 0, categories: tuple[str, ...] = CATEGORIES) ->
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=1000, help="questions per category (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    parser.add_argument("--out", required=True, help="output folder (equal.json, overlap.json, during.json, mix.json)")
+    parser.add_argument("--out", required=True, help="output folder (equal.json, overlap.json, during.json, mix.json); "
+                        "refused when not empty, unless --overwrite")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into a non-empty folder: delete the files its manifest.json lists "
+                             "(an earlier synth's), keep anything else")
     parser.add_argument("--categories", default=",".join(CATEGORIES),
                         help="comma-separated categories (default: %(default)s)")
 
 
-def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = CATEGORIES) -> dict:
-    """Write one native JSONL file per category plus ``manifest.json`` into ``out_dir``; return the manifest."""
+def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = CATEGORIES,
+                 overwrite: bool = False) -> dict:
+    """Write one native JSONL file per category plus ``manifest.json`` into ``out_dir``; return the manifest.
+
+    A non-empty ``out_dir`` is refused unless ``overwrite``, which first deletes the files its
+    manifest lists (an earlier synth's) and nothing else; files kept are named in ``m["kept"]``.
+    """
     import json
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..io import manifest, sha256_file, write_json, write_text
+    from ..io import clear_listed, manifest, sha256_file, write_json, write_text
 
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
     rows = generate(n, seed, categories)
     out = Path(out_dir)
+    kept = clear_listed(out, overwrite, "synth output folder")
     for c, items in rows.items():
         write_text(out / f"{c}.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items))
     m = manifest(kind="synth-cotemp", config={"n": n, "categories": list(categories)}, seed=seed,
                  files={f"{c}.json": sha256_file(out / f"{c}.json") for c in rows})
     write_json(out / "manifest.json", m)
+    m["kept"] = kept
     return m
 
 
 def run(args: argparse.Namespace) -> int:
     cats = tuple(c.strip() for c in args.categories.split(",") if c.strip())
-    write_cotemp(args.out, args.n, args.seed, cats)
+    m = write_cotemp(args.out, args.n, args.seed, cats, overwrite=args.overwrite)
     print(f"wrote {args.n * len(cats):,} questions ({args.n:,} per category) to {args.out}")
+    if m["kept"]:
+        print(f"note: kept {len(m['kept'])} file(s) not written by tracekd synth: {', '.join(m['kept'])}")
     return 0

@@ -1,5 +1,5 @@
 """The teacher client: an OpenAI-compatible chat endpoint asked for traces, cached and resumable."""
 
-from .records import TeacherResponse, split_reasoning
+from .records import TeacherRequest, TeacherResponse, split_reasoning
 
-__all__ = ["TeacherResponse", "split_reasoning"]
+__all__ = ["TeacherRequest", "TeacherResponse", "split_reasoning"]

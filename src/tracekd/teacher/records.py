@@ -131,3 +131,30 @@ class TeacherResponse:
             completion_tokens=_need(d, "completion_tokens", int),
             reasoning_tokens=_need(d, "reasoning_tokens", int, nullable=True),
         )
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    """One question for the teacher: the chat ``messages`` to send, for example ``id`` and ``purpose``.
+
+    ``(id, purpose)`` names the item in a run's output; the sampling settings come from the run's
+    :class:`~tracekd.teacher.config.TeacherConfig`.
+
+    >>> TeacherRequest("x/1", "answer", [{"role": "user", "content": "Q?"}]).to_dict()["purpose"]
+    'answer'
+    """
+
+    id: str
+    purpose: str
+    messages: list[dict]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "purpose": self.purpose, "messages": [dict(m) for m in self.messages]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TeacherRequest":
+        messages = _need(d, "messages", list)
+        for m in messages:
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                raise DataError("each message needs a string role and content", field="messages")
+        return cls(id=_need(d, "id", str), purpose=_need(d, "purpose", str), messages=messages)

@@ -1,0 +1,302 @@
+"""Teacher stages of `tracekd run`: the experiment's ``teacher:`` section and the ``teacher`` stage kind.
+
+With a ``teacher:`` section, each dataset gets one ``teacher`` stage before its builds. It loads the
+dataset's examples (the same stratified subsets the build uses), asks the teacher every question in
+the method's prompt (``answer/``), then - for the items the teacher got right - asks the explainer
+for a post-hoc explanation (``explanation/``, a follow-up turn) and the summariser for a summary of
+the reasoning (``summary/``), each through :func:`tracekd.teacher.client.run_requests`: keyed on
+disk, resumable, budgeted. The builds read those folders (``BuildConfig.teacher_responses``), so every
+arm is restricted to the teacher-correct subset. An endpoint is either a URL (``${VAR}`` and
+``${VAR:-default}`` are read from the environment) or ``serve: STUDENT``: tracekd starts
+``transformers serve`` on 127.0.0.1 for the stage and stops it afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import ConfigError, TracekdError
+from ..records import Example
+
+#: the responses each teacher arm needs besides the answers
+PURPOSES = {"teacher-summary": "summary", "teacher-explanation": "explanation"}
+_VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand(value: str | None) -> str | None:
+    """``${VAR}`` / ``${VAR:-default}`` replaced from the environment; an unset VAR without default is an error.
+
+    >>> os.environ["TRACEKD_DOCTEST_URL"] = "http://127.0.0.1:9/v1"
+    >>> expand("${TRACEKD_DOCTEST_URL}"), expand("${TRACEKD_UNSET_X:-https://api.deepseek.com}")
+    ('http://127.0.0.1:9/v1', 'https://api.deepseek.com')
+    """
+    if value is None:
+        return None
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) in os.environ:
+            return os.environ[m.group(1)]
+        if m.group(2) is not None:
+            return m.group(2)
+        raise ConfigError(f"teacher endpoint: environment variable {m.group(1)} is not set (used in {value!r})")
+
+    return _VAR.sub(sub, value)
+
+
+@dataclass
+class Endpoint:
+    """An OpenAI-compatible endpoint and the client settings used with it."""
+
+    base_url: str | None = field(default=None, metadata={
+        "help": "OpenAI-compatible base URL, e.g. https://api.deepseek.com; ${VAR} and ${VAR:-default} are "
+                "read from the environment"})
+    model: str | None = field(default=None, metadata={"help": "model id, e.g. deepseek-reasoner (${VAR} allowed)"})
+    serve: str | None = field(default=None, metadata={
+        "help": "instead of base_url/model: a built-in student or model folder that tracekd serves with "
+                "`transformers serve` on 127.0.0.1 for the stage (offline)"})
+    api_key_env: str | None = field(default=None, metadata={
+        "help": "environment variable holding the API key (never written anywhere; default OPENAI_API_KEY, "
+                "or the teacher's for the summariser and explainer)"})
+    settings: dict = field(default_factory=dict, metadata={
+        "help": "client settings (fields of `tracekd teacher`: temperature, top_p, max_tokens, seed, extra_body, "
+                "concurrency, max_requests, max_tokens_total, price_per_1m_input/output, timeout, max_retries, "
+                "cache_dir)"})
+
+    def check(self, where: str) -> None:
+        from ..config import load_config
+        from .config import TeacherConfig
+
+        if self.serve is not None and (self.base_url or self.model):
+            raise ConfigError(f"{where}: give either serve or base_url + model, not both")
+        if self.serve is None and not (self.base_url and self.model):
+            raise ConfigError(f"{where}: needs base_url and model (or serve: STUDENT for a local server)")
+        fixed = [k for k in self.settings if k in ("base_url", "model", "api_key_env", "progress")]
+        if fixed:
+            raise ConfigError(f"{where}.settings.{fixed[0]}: set it beside settings, not inside")
+        try:
+            load_config(TeacherConfig, {"base_url": "http://127.0.0.1:1/v1", "model": "m", **self.settings})
+        except ConfigError as e:
+            raise ConfigError(f"{where}.settings: {e}") from None
+
+
+@dataclass
+class TeacherSection(Endpoint):
+    """The experiment's teacher: its endpoint, the summariser and explainer, and how the arms use them."""
+
+    summariser: Endpoint | None = field(default=None, metadata={
+        "help": "endpoint of the summaries (default: the teacher's endpoint; temperature from the summary "
+                "prompt, 0, unless its settings say otherwise)"})
+    explainer: Endpoint | None = field(default=None, metadata={
+        "help": "endpoint of the post-hoc explanations (default: the teacher itself, as a follow-up turn)"})
+    answer: str = field(default="gold", metadata={
+        "choices": ("gold", "teacher"),
+        "help": "what the teacher arms put in <answer>: gold, or teacher (its own answer text; recorded)"})
+    prompts: str | None = field(default=None, metadata={
+        "help": "YAML file overriding tracekd/templates/teacher.yaml (prompts, class synonyms)"})
+
+    def __post_init__(self) -> None:
+        self.check("teacher")
+        for name in ("summariser", "explainer"):
+            ep = getattr(self, name)
+            if ep is not None and (ep.serve or ep.base_url or ep.model):
+                ep.check(f"teacher.{name}")
+        if self.answer not in ("gold", "teacher"):
+            raise ConfigError(f"teacher.answer must be gold or teacher, got {self.answer!r}")
+        if self.prompts is not None:
+            from .prompts import load_prompts
+
+            load_prompts(self.prompts)
+
+
+# --- the plan ----------------------------------------------------------------------------------------
+
+
+def teacher_stage_spec(section: TeacherSection, arms, dataset_spec: dict) -> dict:
+    """The JSON spec of a dataset's teacher stage (what its key hashes); secrets stay out (only env names)."""
+    def ep(e: Endpoint | None) -> dict | None:
+        if e is None or not (e.serve or e.base_url or e.model):
+            return None
+        return {"base_url": expand(e.base_url), "model": expand(e.model), "serve": e.serve,
+                "api_key_env": e.api_key_env, "settings": dict(e.settings)}
+
+    purposes = ["answer"] + [PURPOSES[a] for a in arms if a in PURPOSES]
+    return {**dataset_spec, "purposes": purposes, "teacher": ep(section), "summariser": ep(section.summariser),
+            "explainer": ep(section.explainer), "prompts": section.prompts}
+
+
+def build_spec_additions(section: TeacherSection) -> dict:
+    """Fields a build stage gets when the experiment has a teacher (its responses are added at run time)."""
+    return {"teacher_answer": section.answer, "teacher_prompts": section.prompts}
+
+
+def response_dirs(teacher_stage_dir: Path) -> tuple[str, ...]:
+    """The response folders a teacher stage wrote, for ``BuildConfig.teacher_responses``."""
+    return tuple(str(teacher_stage_dir / p) for p in ("answer", "summary", "explanation")
+                 if (teacher_stage_dir / p / "responses.jsonl").is_file())
+
+
+# --- running ------------------------------------------------------------------------------------------
+
+
+def load_examples(spec: dict, data: str) -> dict[str, list[Example]]:
+    """The examples of each split exactly as the build selects them (before the teacher subset)."""
+    from ..build import stratified_subset
+    from ..registry import get
+
+    splits = get(spec["dataset"]).load_splits(data, **spec.get("options", {}))
+    return {split: stratified_subset(exs, {"train": spec.get("max_train"), "test": spec.get("max_test")}.get(split),
+                                     spec.get("subset_seed", 0))
+            for split, exs in splits.items()}
+
+
+def client_config(ep: dict, base_url: str, model: str, *, default_key_env: str | None = None,
+                  temperature: float | None = None):
+    """The client's TeacherConfig for endpoint spec ``ep`` reached at ``base_url`` / ``model``."""
+    from ..config import load_config
+    from .config import TeacherConfig
+
+    settings = dict(ep.get("settings") or {})
+    if temperature is not None:
+        settings.setdefault("temperature", temperature)
+    settings.setdefault("progress", False)
+    key_env = ep.get("api_key_env") or default_key_env
+    if key_env:
+        settings["api_key_env"] = key_env
+    return load_config(TeacherConfig, {"base_url": base_url, "model": model, **settings})
+
+
+@contextlib.contextmanager
+def reach(ep: dict) -> Iterator[tuple[str, str]]:
+    """``(base_url, model)`` of an endpoint spec, serving it locally for the block when it says ``serve``."""
+    if ep.get("serve"):
+        from .server import serve_local
+
+        with serve_local(ep["serve"]) as server:
+            yield server.base_url, server.model
+    else:
+        yield ep["base_url"], ep["model"]
+
+
+def served_model(ep: dict) -> str:
+    """The model id requests to ``ep`` carry (a served student answers to its folder), without starting it."""
+    if ep.get("serve"):
+        from .. import students
+
+        return students.resolve(ep["serve"]).source
+    return ep["model"]
+
+
+def _check_complete(out: Path, what: str) -> None:
+    from ..io import read_json
+
+    m = read_json(out / "manifest.json")
+    if not m.get("complete", True):
+        raise TracekdError(f"teacher stage: the {what} requests are not all answered ({out / 'manifest.json'} says "
+                           "why: a budget or failed requests); run again to continue (answers are kept)")
+
+
+def answer_requests(examples: dict[str, list[Example]], prompts):
+    from .prompts import question_messages
+    from .records import TeacherRequest
+
+    return [TeacherRequest(ex.id, "answer", question_messages(ex, prompts)) for exs in examples.values() for ex in exs]
+
+
+def followup_requests(examples: dict[str, list[Example]], answers: dict, purposes, prompts, template):
+    """Summary and explanation requests for the items whose teacher answer is right (with a trace)."""
+    from .arms import TeacherArms
+    from .prompts import explanation_messages, summary_messages
+    from .records import TeacherRequest
+
+    judge = TeacherArms(answers, template, prompts=prompts)
+    out: dict[str, list] = {p: [] for p in purposes if p != "answer"}
+    for exs in examples.values():
+        for ex in exs:
+            if judge.subset([ex], ())[0]:
+                r = answers[(ex.id, "answer")]
+                if "summary" in out:
+                    out["summary"].append(TeacherRequest(ex.id, "summary", summary_messages(r.reasoning, prompts)))
+                if "explanation" in out:
+                    out["explanation"].append(TeacherRequest(
+                        ex.id, "explanation", explanation_messages(r.messages, r.answer, prompts)))
+    return out
+
+
+def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
+    """Fill a teacher stage folder: ``answer/``, then ``explanation/`` and ``summary/`` as the arms need."""
+    from ..registry import get
+    from ..traces.templates import get_template
+    from .arms import load_responses
+    from .client import run_requests
+    from .prompts import load_prompts
+
+    spec = stage.spec
+    out = stage.dir(run_dir)
+    prompts = load_prompts(spec.get("prompts"))
+    template = get_template(spec.get("template") or get(spec["dataset"]).template)
+    examples = load_examples(spec, data)
+    teacher = spec["teacher"]
+    summary_temp = prompts.get("summary", "temperature")
+    with reach(teacher) as (url, model):
+        tcfg = client_config(teacher, url, model)
+        run_requests(answer_requests(examples, prompts), out / "answer", tcfg, log=log)
+        _check_complete(out / "answer", "answer")
+        answers = load_responses([out / "answer"])
+        follow = followup_requests(examples, answers, spec["purposes"], prompts, template)
+        jobs = []
+        for purpose, ep_name in (("explanation", "explainer"), ("summary", "summariser")):
+            if purpose not in follow:
+                continue
+            temp = summary_temp if purpose == "summary" else None
+            ep = spec.get(ep_name)
+            if ep is None:  # the teacher's own endpoint, still running; summaries at the summary temperature
+                cfg = client_config(teacher, url, model)
+                _run_some(follow[purpose], out / purpose, cfg if temp is None else replace(cfg, temperature=temp), log)
+            else:
+                jobs.append((purpose, ep, temp))
+    for purpose, ep, temp in jobs:  # other endpoints, one server at a time
+        with reach(ep) as (url, model):
+            cfg = client_config(ep, url, model, default_key_env=teacher.get("api_key_env"), temperature=temp)
+            _run_some(follow[purpose], out / purpose, cfg, log)
+
+
+def _run_some(requests, out: Path, cfg, log) -> None:
+    from .client import run_requests
+
+    if not requests:  # nothing the teacher got right: an empty, complete folder
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "responses.jsonl").touch()
+        return
+    run_requests(requests, out, cfg, log=log)
+    _check_complete(out, out.name)
+
+
+def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
+    """For ``--dry-run``: requests and tokens the answer step needs, how many are cached, and the follow-ups."""
+    from .client import dry_run
+    from .prompts import load_prompts
+
+    spec = stage.spec
+    prompts = load_prompts(spec.get("prompts"))
+    examples = load_examples(spec, data)
+    reqs = answer_requests(examples, prompts)
+    ep = spec["teacher"]
+    cfg = client_config(ep, "http://127.0.0.1:1/v1" if ep.get("serve") else ep["base_url"], served_model(ep))
+    d = dry_run(reqs, stage.dir(run_dir) / "answer", cfg)
+    tokens = f"<= {d['tokens_max']:,} tokens" if d["tokens_max"] is not None else \
+        f"<= {d['prompt_tokens_max']:,} prompt tokens + completions (max_tokens unset)"
+    follow = [p for p in spec["purposes"] if p != "answer"]
+    line = (f"    teacher answers: {d['items']} items, {d['done']} done, {d['cached']} cached, "
+            f"{d['requests']} request(s) to send ({tokens})")
+    if follow:
+        line += f"; then up to {d['items']} {' + '.join(follow)} request(s), one per teacher-correct item"
+    return line
+
+
+__all__ = ["Endpoint", "TeacherSection", "build_spec_additions", "describe_teacher_stage", "expand",
+           "load_examples", "response_dirs", "run_teacher_stage", "teacher_stage_spec"]
