@@ -24,7 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a name for each file, in order (default: the file names)")
     parser.add_argument("--group", metavar="FIELD",
                         help="also break each summary down by this judgement field or extra key")
-    parser.add_argument("--out", metavar="PATH", help="write the analysis as JSON here")
+    parser.add_argument("--out", metavar="PATH",
+                        help="write the analysis as JSON here (refused when it exists, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
 def _labels(paths: list[Path], labels: list[str] | None) -> list[str]:
@@ -83,10 +85,12 @@ class _CheckedJudgement:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..io import read_records, sha256_file, write_json
+    from ..io import read_records, refuse_existing, sha256_file, write_json
     from ..stats.summary import compare, format_compare, format_summary, json_safe, summarize
 
     paths = [Path(p) for p in args.judgements]
+    if args.out:
+        refuse_existing(args.out, args.overwrite, "analysis file")
     for p in paths:
         if not p.is_file():
             raise ConfigError(f"no such file: {p}")
