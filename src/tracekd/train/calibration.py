@@ -1,0 +1,297 @@
+"""CPU precision by measurement: time the actual student in float32 and under bf16 autocast, keep the faster.
+
+Whether bf16 pays off on a CPU depends on the chip (AMX tiles, AVX512-BF16 or neither), the PyTorch
+build and the model's shapes; machines of this project's kind differ (bf16 was 4.5x faster for a
+matmul on one, 10x slower for a training step on another). So ``precision: auto`` on CPU measures:
+a few forward+backward passes of the student on a representative batch in each format
+(interleaved, best of the repeats), and picks bf16 only when it is clearly faster
+(:data:`BF16_MARGIN`). The result is cached per (CPU model, CPU flags, torch version, threads,
+student) in ``$TRACEKD_CACHE/calibration/``; another machine or torch build measures again.
+
+``measured(student, device)`` reads that cache without importing torch (dry-run estimates use it);
+``calibrate_training`` / ``calibrate_generation`` run the measurement and write the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable
+
+#: bf16 must be at least this much faster than float32 to be chosen (float32 is the exact reference)
+BF16_MARGIN = 1.10
+
+#: bump when what is measured changes (old cache entries are then ignored)
+CALIBRATION_VERSION = 1
+
+KINDS = ("train", "generate")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One measurement of a student on one machine: throughput per number format and the choice made."""
+
+    student: str = field(metadata={"help": "student name as given to tracekd"})
+    device: str = field(metadata={"help": "cpu (only CPUs are calibrated; CUDA picks bf16/fp16 by support)"})
+    kind: str = field(metadata={"help": "train (forward+backward) or generate (greedy decoding)"})
+    precision: str = field(metadata={"help": "the number format chosen: fp32 or bf16"})
+    fp32_tokens_per_s: float = field(metadata={"help": "measured tokens/s in float32"})
+    bf16_tokens_per_s: float = field(metadata={"help": "measured tokens/s in bf16 (autocast for training)"})
+    reason: str = field(metadata={"help": "why this format was chosen, in words"})
+    tokens_per_pass: int = field(metadata={"help": "tokens in the measured batch (rows x length)"})
+    seconds: float = field(metadata={"help": "wall time of the whole calibration"})
+    cpu_model: str = field(metadata={"help": "CPU model name (/proc/cpuinfo)"})
+    cpu_flags_digest: str = field(metadata={"help": "sha256 (16 hex) of the sorted CPU flags"})
+    threads: int = field(metadata={"help": "torch intra-op threads during the measurement"})
+    torch_version: str = field(metadata={"help": "torch version measured with"})
+    measured_at: str = field(metadata={"help": "UTC time of the measurement (ISO 8601)"})
+    outputs_identical: bool | None = field(default=None, metadata={
+        "help": "generate only: greedy outputs of bf16 equal float32's on the probe prompts"})
+    version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
+
+    @property
+    def chosen(self) -> str:
+        """The chosen number format (same as ``precision``)."""
+        return self.precision
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Throughput of the chosen format."""
+        return self.bf16_tokens_per_s if self.precision == "bf16" else self.fp32_tokens_per_s
+
+    @property
+    def speedup_bf16(self) -> float:
+        """bf16 tokens/s over float32 tokens/s (> 1: bf16 faster)."""
+        return self.bf16_tokens_per_s / self.fp32_tokens_per_s if self.fp32_tokens_per_s else float("inf")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_precision(fp32_tokens_per_s: float, bf16_tokens_per_s: float, *, outputs_identical: bool | None = None,
+                     margin: float = BF16_MARGIN) -> tuple[str, str]:
+    """The format to use given measured throughputs (and, for generation, whether greedy outputs agree).
+
+    >>> choose_precision(100.0, 250.0)
+    ('bf16', 'bf16 2.50x faster than fp32 (measured)')
+    >>> choose_precision(100.0, 105.0)[0]            # within the margin: keep the exact format
+    'fp32'
+    >>> choose_precision(138.0, 13.8)
+    ('fp32', 'bf16 0.10x of fp32 (measured); fp32 kept')
+    >>> choose_precision(100.0, 300.0, outputs_identical=False)
+    ('fp32', 'bf16 3.00x faster but greedy outputs differ from fp32; fp32 kept')
+    """
+    if fp32_tokens_per_s <= 0 or bf16_tokens_per_s <= 0:
+        raise ValueError("throughputs must be > 0")
+    ratio = bf16_tokens_per_s / fp32_tokens_per_s
+    if ratio < margin:
+        return "fp32", f"bf16 {ratio:.2f}x of fp32 (measured); fp32 kept"
+    if outputs_identical is False:
+        return "fp32", f"bf16 {ratio:.2f}x faster but greedy outputs differ from fp32; fp32 kept"
+    return "bf16", f"bf16 {ratio:.2f}x faster than fp32 (measured)"
+
+
+# --------------------------------------------------------------------------- machine identity (no torch import)
+
+
+def _cpuinfo() -> tuple[str, list[str]]:
+    model, flags = "", []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name" and not model:
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = value.split()
+            if model and flags:
+                break
+    return model or platform.processor() or platform.machine(), sorted(flags)
+
+
+def cpu_identity() -> dict[str, str]:
+    """CPU model name, flags (space-joined, sorted) and their digest (what the cache is keyed by)."""
+    model, flags = _cpuinfo()
+    return {"cpu_model": model, "cpu_flags": " ".join(flags),
+            "cpu_flags_digest": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16]}
+
+
+def bf16_flags() -> list[str]:
+    """The CPU's bf16-related flags (amx_bf16, amx_tile, avx512_bf16, ...), for reports."""
+    return [f for f in _cpuinfo()[1] if "bf16" in f or f.startswith("amx")]
+
+
+def torch_version() -> str | None:
+    try:
+        return metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def default_threads() -> int:
+    """Threads training uses: physical cores (``torch.get_num_threads`` when torch is loaded, else CPU count)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None) -> Path | None:
+    """Where the calibration of ``student`` on this machine lives (None without torch)."""
+    from ..students import cache_dir
+
+    tv = torch_version()
+    if tv is None:
+        return None
+    ident = cpu_identity()
+    threads = threads or default_threads()
+    key = "|".join([str(CALIBRATION_VERSION), ident["cpu_model"], ident["cpu_flags_digest"], tv, str(threads),
+                    student, device, kind])
+    slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
+    return cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+
+
+def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None) \
+        -> Calibration | None:
+    """The cached calibration of ``student`` on ``device`` for this machine and torch build, or None.
+
+    Never measures and never imports torch: callers that need a number now (dry-run estimates) fall
+    back to their own rule when this is None.
+    """
+    from ..io import read_json
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    path = cache_path(student, device, kind, threads=threads)
+    if path is None or not path.is_file():
+        return None
+    try:
+        obj = read_json(path)
+        cal = Calibration(**obj)
+    except Exception:  # noqa: BLE001 - a damaged cache entry is measured again
+        return None
+    return cal if cal.version == CALIBRATION_VERSION else None
+
+
+def _store(cal: Calibration) -> None:
+    from ..io import write_json
+
+    path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads)
+    if path is not None:
+        with contextlib.suppress(OSError):
+            write_json(path, cal.to_dict())
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def time_interleaved(runs: dict[str, Callable[[], None]], *, repeats: int = 3, budget_s: float = 1.0) -> dict[str, float]:
+    """Best wall time of each callable, run in turns (one warm-up each), stopping at ``budget_s``.
+
+    Interleaving makes both formats see the same machine load; the minimum over repeats is the
+    least disturbed figure.
+
+    >>> sorted(time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=1))
+    ['a', 'b']
+    """
+    best = {name: float("inf") for name in runs}
+    for fn in runs.values():  # warm-up: kernels, allocator, autocast caches
+        fn()
+    t_end = time.monotonic() + budget_s
+    for i in range(repeats):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+        if time.monotonic() > t_end:
+            break
+    return best
+
+
+def probe_batch(lengths: list[int], *, max_tokens: int = 96, max_rows: int = 2) -> tuple[int, int]:
+    """(rows, length) of the calibration batch: the data's median length, capped so a pass stays short.
+
+    >>> probe_batch([100, 300, 200, 250])
+    (1, 96)
+    >>> probe_batch([40, 30, 50])
+    (2, 40)
+    >>> probe_batch([])
+    (1, 96)
+    """
+    if not lengths:
+        return 1, max_tokens
+    med = sorted(lengths)[len(lengths) // 2]
+    length = max(8, min(med, max_tokens))
+    rows = max(1, min(max_rows, max_tokens // length))
+    return rows, length
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: int | None = None,
+                       refresh: bool = False, seed: int = 0, repeats: int = 2) -> Calibration:
+    """Measure forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
+
+    ``lengths`` are the token counts of the rows to be trained (the probe batch has their median
+    length). Uses the cache unless ``refresh``. Gradients made here are cleared afterwards.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    if not refresh and (hit := measured(student, "cpu", "train", threads=threads)) is not None:
+        return hit
+    t0 = time.monotonic()
+    rows, length = probe_batch(lengths)
+    vocab = vocab_size or int(model.config.vocab_size)
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (rows, length), generator=gen)
+    labels = ids.clone()
+    labels[:, : length // 2] = -100  # completion-only loss, as in training
+    was_training = model.training
+    model.train()
+
+    def step(bf16: bool) -> Callable[[], None]:
+        def run() -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(input_ids=ids, labels=labels).loss
+            loss.backward()
+        return run
+
+    try:
+        best = time_interleaved({"fp32": step(False), "bf16": step(True)}, repeats=repeats)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    tokens = rows * length
+    fp32, bf16 = tokens / best["fp32"], tokens / best["bf16"]
+    prec, reason = choose_precision(fp32, bf16)
+    ident = cpu_identity()
+    cal = Calibration(student=student, device="cpu", kind="train", precision=prec,
+                      fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
+                      tokens_per_pass=tokens, seconds=round(time.monotonic() - t0, 3),
+                      cpu_model=ident["cpu_model"], cpu_flags_digest=ident["cpu_flags_digest"], threads=threads,
+                      torch_version=torch_version() or str(torch.__version__), measured_at=_now())
+    _store(cal)
+    return cal
+
+
+def explain() -> str:
+    """How ``precision: auto`` decides (for ``tracekd train --explain``)."""
+    return ("precision auto: on a CUDA GPU bf16 where supported, else fp16. On CPU it is measured, not guessed: "
+            "a few forward+backward passes of the actual student on a batch of the data's median length, in "
+            "float32 and under bf16 autocast (interleaved, best of the repeats, ~1-2 s); bf16 is used only when "
+            f"it is at least {BF16_MARGIN:.2f}x faster. The result is cached per CPU model, CPU flags, torch "
+            "version, threads and student in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
+            "(resolved.calibration). `tracekd generate` on CPU decides the same way, and keeps bf16 only when "
+            "its greedy outputs equal float32's on probe prompts. --precision fp32|bf16 overrides.")
