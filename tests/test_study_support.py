@@ -64,11 +64,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(app, timeout: float = 20.0):
-    """Run ``app`` with uvicorn on 127.0.0.1 (a free port) in a thread; yield its base URL."""
+def serve(app, timeout: float = 20.0, port: int | None = None):
+    """Run ``app`` with uvicorn on 127.0.0.1 (``port``, default a free one) in a thread; yield its base URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                                            access_log=False, limit_concurrency=200))
     t = threading.Thread(target=server.run, daemon=True)
