@@ -11,7 +11,7 @@ from tracekd import registry
 from tracekd.datasets import babi
 from tracekd.errors import ConfigError, DataError
 
-from conftest import BABI
+from conftest import BABI, needs_babi
 
 SPEC = registry.get("babi")
 
@@ -44,6 +44,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 # --- the shared data -----------------------------------------------------------------------------
 
 
+@needs_babi
 def test_shared_counts_and_labels(shared):
     assert {k: len(v) for k, v in shared.items()} == {"train": 3773, "test": 376}
     test_per_task = Counter(ex.meta["task_id"] for ex in shared["test"])
@@ -60,6 +61,7 @@ def test_shared_counts_and_labels(shared):
             assert all(a and a == a.strip() for a in ex.answers)
 
 
+@needs_babi
 def test_shared_ids_unique_and_stable(shared):
     ids = [ex.id for split in shared.values() for ex in split]
     assert len(ids) == len(set(ids))
@@ -68,6 +70,7 @@ def test_shared_ids_unique_and_stable(shared):
     assert [ex.to_dict() for ex in again["test"]] == [ex.to_dict() for ex in shared["test"]]
 
 
+@needs_babi
 def test_first_qa2_train_story(shared):
     ex = next(e for e in shared["train"] if e.meta["task_id"] == "qa2")
     assert ex.id == "babi/qa2/train/0/5"
@@ -78,6 +81,7 @@ def test_first_qa2_train_story(shared):
     assert ex.context[0] == "Daniel went to the kitchen." and len(ex.context) == 4
 
 
+@needs_babi
 def test_list_answer_and_three_supporting_lines(shared):
     ex = next(e for e in shared["train"] if e.meta["task_id"] == "qa8" and e.meta["line"] == 389)
     assert ex.question == "What is Sandra carrying?"
@@ -87,6 +91,7 @@ def test_list_answer_and_three_supporting_lines(shared):
     assert three and {e.meta["task_id"] for e in three} <= {"qa7", "qa8", "qa14", "qa16", "qa17"}
 
 
+@needs_babi
 def test_validate_shared_is_clean():
     assert babi.validate(BABI) == []
 
@@ -119,6 +124,7 @@ def test_single_file_and_short_name(tmp_path):
     assert splits["test"][0].gold.label == "three-supporting-facts"
 
 
+@needs_babi
 def test_tasks_option(tmp_path):
     assert babi.BabiOptions().tasks == babi.METHOD_TASKS
     assert babi.BabiOptions(tasks="counting, qa1").tasks == ("qa1", "qa7")

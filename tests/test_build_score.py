@@ -1,4 +1,8 @@
-"""Acceptance of the core: build every arm on the shared data, feed the targets back, score them."""
+"""Acceptance of the core: build every arm, feed the targets back, score them.
+
+bAbI: the shared copy when it is present (its counts are pinned), else `tracekd synth babi` (same format,
+same 11 tasks). CoTemp: the shared copy (skipped without it; tests/test_synth_cotemp.py builds synthetic data).
+"""
 
 from __future__ import annotations
 
@@ -12,15 +16,34 @@ from tracekd.cli import main
 from tracekd.io import read_records, sha256_file
 from tracekd.records import Example, Judgement
 
-from conftest import BABI, COTEMP
+from conftest import BABI, COTEMP, needs_cotemp
 
 ALL_ARMS = "vanilla,correct,incorrect,incorrect-class,incorrect-evidence"
 
 
+#: (train, test) examples of the shared copy; a synthetic copy has SYNTH_N train and SYNTH_N // 10 test stories a task
+SHARED_COUNTS = (3773, 376)
+SYNTH_N = 60
+
+
 @pytest.fixture(scope="module")
-def babi_build(tmp_path_factory):
+def babi_data(tmp_path_factory) -> Path:
+    if BABI.is_dir():
+        return BABI
+    out = tmp_path_factory.mktemp("babi-synth")
+    assert main(["synth", "babi", "--n", str(SYNTH_N), "--seed", "0", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def counts(babi_data) -> tuple[int, int]:
+    return SHARED_COUNTS if babi_data == BABI else (11 * SYNTH_N, 11 * (SYNTH_N // 10))
+
+
+@pytest.fixture(scope="module")
+def babi_build(tmp_path_factory, babi_data):
     out = tmp_path_factory.mktemp("babi") / "seed0"
-    assert main(["build", "--dataset", "babi", "--data", str(BABI), "--arms", ALL_ARMS,
+    assert main(["build", "--dataset", "babi", "--data", str(babi_data), "--arms", ALL_ARMS,
                  "--seed", "0", "--out", str(out), "--quiet"]) == 0
     return out
 
@@ -29,12 +52,13 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
 
 
-def test_babi_counts_per_arm(babi_build):
+def test_babi_counts_per_arm(babi_build, counts):
+    n_train, n_test = counts
     m = json.loads((babi_build / "manifest.json").read_text())
     for arm in ALL_ARMS.split(","):
-        assert len(_lines(babi_build / arm / "train.jsonl")) == 3773
-        assert len(_lines(babi_build / arm / "test.jsonl")) == 376
-    assert m["counts"]["train"]["kept"] == 3773 and m["counts"]["test"]["kept"] == 376
+        assert len(_lines(babi_build / arm / "train.jsonl")) == n_train
+        assert len(_lines(babi_build / arm / "test.jsonl")) == n_test
+    assert m["counts"]["train"]["kept"] == n_train and m["counts"]["test"]["kept"] == n_test
     # every file is listed with its hash
     for rel, digest in m["files"].items():
         assert sha256_file(babi_build / rel) == digest
@@ -42,11 +66,11 @@ def test_babi_counts_per_arm(babi_build):
     assert m["evidence_cases"]["train"]["incorrect"].get("empty", 0) > 0
 
 
-def test_babi_same_seed_same_bytes_other_seed_other_incorrect(babi_build, tmp_path):
+def test_babi_same_seed_same_bytes_other_seed_other_incorrect(babi_build, babi_data, tmp_path):
     same = tmp_path / "again"
     other = tmp_path / "seed1"
     for out, seed in ((same, "0"), (other, "1")):
-        assert main(["build", "--dataset", "babi", "--data", str(BABI), "--arms", "correct,incorrect",
+        assert main(["build", "--dataset", "babi", "--data", str(babi_data), "--arms", "correct,incorrect",
                      "--seed", seed, "--out", str(out), "--quiet"]) == 0
     for arm in ("correct", "incorrect"):
         for split in ("train", "test"):
@@ -76,21 +100,23 @@ def _oracle(build: Path, arm: str, tmp_path: Path) -> dict:
             "answer": sum(j.answer_ok for j in judgements) / len(judgements)}
 
 
-def test_oracle_babi(babi_build, tmp_path):
+def test_oracle_babi(babi_build, counts, tmp_path):
+    n = counts[1]
     r = _oracle(babi_build, "correct", tmp_path)
-    assert r["n"] == 376 and r["statuses"]["ok"] == 376
+    assert r["n"] == n and r["statuses"]["ok"] == n
     assert r["class"] == r["evidence"] == r["trace"] == r["answer"] == 1.0
     r = _oracle(babi_build, "incorrect", tmp_path)
-    assert r["statuses"]["ok"] == 376
+    assert r["statuses"]["ok"] == n
     assert r["class"] == 0.0 and r["evidence"] == 0.0 and r["answer"] == 1.0
     r = _oracle(babi_build, "incorrect-class", tmp_path)
     assert r["class"] == 0.0 and r["evidence"] == 1.0 and r["answer"] == 1.0
     r = _oracle(babi_build, "incorrect-evidence", tmp_path)
     assert r["class"] == 1.0 and r["evidence"] == 0.0 and r["answer"] == 1.0
     r = _oracle(babi_build, "vanilla", tmp_path)
-    assert r["statuses"]["no_trace"] == 376 and r["answer"] == 1.0 and r["trace"] == 0.0
+    assert r["statuses"]["no_trace"] == n and r["answer"] == 1.0 and r["trace"] == 0.0
 
 
+@needs_cotemp
 def test_cotemp_build_splits_each_category_and_oracle(tmp_path):
     out = tmp_path / "cotemp"
     assert main(["build", "--dataset", "cotemp", "--data", str(COTEMP), "--arms", "vanilla,correct,incorrect",
@@ -109,7 +135,7 @@ def test_cotemp_build_splits_each_category_and_oracle(tmp_path):
     assert r["class"] == 0.0 and r["evidence"] == 0.0 and r["answer"] == 1.0
 
 
-def test_score_messy_generations_file(babi_build, tmp_path):
+def test_score_messy_generations_file(babi_build, counts, tmp_path):
     examples = read_records(babi_build / "examples" / "test.jsonl", Example)
     rows = {r["id"]: r for r in _lines(babi_build / "correct" / "test.jsonl")}
     e0, e1, e2, e3, e4 = examples[:5]
@@ -142,7 +168,7 @@ def test_score_messy_generations_file(babi_build, tmp_path):
     assert [x["line"] for x in summary["lines"]["invalid"]] == [4]
     assert summary["lines"]["duplicates"] == [{"line": 6, "id": e0.id}]
     assert summary["lines"]["unknown"] == [{"line": 9, "id": "nope/1"}]
-    assert len(summary["missing"]) == 376 - 5
+    assert len(summary["missing"]) == counts[1] - 5
 
 
 def test_score_join_without_id_fails_clearly_on_a_miss(babi_build, tmp_path):

@@ -12,7 +12,7 @@ from tracekd import registry
 from tracekd.datasets import cotemp
 from tracekd.errors import ConfigError, DataError
 
-from conftest import COTEMP
+from conftest import COTEMP, needs_cotemp
 
 SPEC = registry.get("cotemp")
 SIZES = {"equal": 436, "overlap": 653, "during": 1033, "mix": 563}  # the shared copy (during is partial)
@@ -39,6 +39,7 @@ def write(path: Path, rows: list) -> Path:
 # --- the shared data -----------------------------------------------------------------------------
 
 
+@needs_cotemp
 def test_shared_split_sizes_per_category(shared):
     for split in ("train", "test"):
         got = Counter(ex.gold.label for ex in shared[split])
@@ -55,6 +56,7 @@ def test_full_size_rule_gives_the_methods_950():
     assert tests == {"equal": 87, "overlap": 131, "during": 619, "mix": 113} and sum(tests.values()) == 950
 
 
+@needs_cotemp
 def test_shared_ids_evidence_and_order(shared):
     ids = [ex.id for split in shared.values() for ex in split]
     assert len(ids) == len(set(ids)) == sum(SIZES.values())
@@ -67,6 +69,7 @@ def test_shared_ids_evidence_and_order(shared):
             assert ex.meta["triple_element"] and ex.context and ex.answers
 
 
+@needs_cotemp
 def test_hand_checked_examples(shared):
     by_id = {ex.id: ex for split in shared.values() for ex in split}
     mix0 = by_id["cotemp/mix/0"]
@@ -79,6 +82,7 @@ def test_hand_checked_examples(shared):
     assert len(eq104.gold.evidence) == 2 and eq104.meta["notes"] == ["answer-in-several-facts"]
 
 
+@needs_cotemp
 def test_answer_match_statistics_stated_in_the_docstring():
     unmatched = several = examples_several = answers = 0
     for category in cotemp.CATEGORIES:
@@ -93,6 +97,7 @@ def test_answer_match_statistics_stated_in_the_docstring():
     assert (answers, unmatched, several, examples_several) == (3978, 0, 130, 126)
 
 
+@needs_cotemp
 def test_split_is_deterministic_and_seeded(shared):
     again = SPEC.load_splits(COTEMP)
     assert [e.to_dict() for e in again["test"]] == [e.to_dict() for e in shared["test"]]
@@ -112,6 +117,7 @@ def test_split_does_not_depend_on_row_order(tmp_path):
     assert [e.id for e in a["test"]] == [e.id for e in b["test"]] and len(a["test"]) == 4
 
 
+@needs_cotemp
 def test_rule_labels_keep_ids_and_split_and_mostly_agree():
     by_data = SPEC.load_splits(COTEMP / "overlap.json")
     by_rules = SPEC.load_splits(COTEMP / "overlap.json", labels="rules")
@@ -123,6 +129,7 @@ def test_rule_labels_keep_ids_and_split_and_mostly_agree():
     assert 640 <= agree < len(rules) == 653  # 651/653 measured; the 2 others are labelled by their facts
 
 
+@needs_cotemp
 def test_options():
     with pytest.raises(ConfigError, match="did you mean 'rules'"):
         cotemp.CotempOptions(labels="rule")

@@ -13,7 +13,7 @@ from tracekd.datasets.cotemp_rules import (
 )
 from tracekd.errors import ConfigError
 
-from conftest import COTEMP
+from conftest import COTEMP, needs_cotemp
 
 
 @pytest.mark.parametrize("text, start, end, grans, span", [
@@ -168,6 +168,7 @@ def report():
     return audit(COTEMP)
 
 
+@needs_cotemp
 def test_audit_agreement_on_shared_data(report):
     assert report["n"] == 2685 and report["facts"] == 50535
     assert report["agree"] == 2670  # 99.4%
@@ -182,6 +183,7 @@ def test_audit_agreement_on_shared_data(report):
     assert d["reason"].startswith("answers relate to the anchor as")
 
 
+@needs_cotemp
 def test_format_audit(report):
     text = format_audit(report, show=3)
     assert "2,670 / 2,685 = 99.4% agree" in text and "disagreements (15, showing 3)" in text
@@ -189,6 +191,7 @@ def test_format_audit(report):
     assert format_audit(report, show=None).count("    why: ") == 15
 
 
+@needs_cotemp
 def test_audit_command(tmp_path, capsys):
     out = tmp_path / "audit.json"
     assert main(["audit", "cotemp", str(COTEMP), "--show", "1", "--json", str(out)]) == 0

@@ -171,12 +171,11 @@ def test_vllm_backend_is_imported_only_when_chosen(rows_file, tmp_path):
 @pytest.mark.slow
 def test_default_student_smollm2_generates_for_two_babi_prompts(tmp_path):
     """The real embedded student: GGUF -> cached safetensors -> greedy answers to two bAbI prompts."""
-    from conftest import BABI
-
     from tracekd import students
     from tracekd.cli import main
 
-    assert main(["build", "--dataset", "babi", "--data", str(BABI), "--arms", "correct", "--max-train", "11",
+    assert main(["synth", "babi", "--n", "10", "--seed", "0", "--out", str(tmp_path / "babi")]) == 0
+    assert main(["build", "--dataset", "babi", "--data", str(tmp_path / "babi"), "--arms", "correct", "--max-train", "11",
                  "--max-test", "11", "--out", str(tmp_path / "sets"), "--quiet"]) == 0
     test_rows = read(tmp_path / "sets" / "correct" / "test.jsonl")[:2]
     write_jsonl(tmp_path / "two.jsonl", test_rows)

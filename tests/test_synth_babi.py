@@ -8,7 +8,6 @@ generator's assumptions.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import babi_oracle as oracle
-from conftest import BABI
+from conftest import BABI, needs_babi
 from tracekd.cli import main
 from tracekd.errors import ConfigError
 from tracekd.io import sha256_file
@@ -42,12 +41,11 @@ def test_every_answer_and_its_support_check_out(task):
     assert max(answers.count(a) for a in set(answers)) < 0.95 * N
 
 
+@needs_babi
 def test_oracle_agrees_with_real_babi():
     """The checker solves the real files too; it only abstains where bAbI itself is ambiguous
     (qa14: a person visits the asked place twice; qa16: animals of the asked species have different
     colours), so its rules are bAbI's, not the generator's."""
-    if not BABI.is_dir():
-        pytest.skip(f"no real bAbI data at {BABI}")
     for path in sorted(BABI.glob("qa*_*.txt")):
         task = int(re.match(r"qa(\d+)_", path.name)[1])
         for story in oracle.parse(path.read_text(encoding="utf-8")):
@@ -149,11 +147,10 @@ def _template(sentence: str) -> str:
     return re.sub(r"\b(" + "|".join(map(re.escape, words)) + r")\b", "X", sentence, flags=re.IGNORECASE)
 
 
+@needs_babi
 def test_surface_forms_are_those_of_real_babi():
     """Every generated sentence and question, names masked, is a form found in the real files,
     and every answer word is one the real task uses."""
-    if not BABI.is_dir():
-        pytest.skip(f"no real bAbI data at {BABI}")
     real_sentences: set[str] = set()
     real_questions: dict[int, set[str]] = {}
     real_answers: dict[int, set[str]] = {}
@@ -171,7 +168,6 @@ def test_surface_forms_are_those_of_real_babi():
             assert set(s.answer.split(",")) <= real_answers[task], (task, s.answer)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tracekd.datasets.babi") is None, reason="no bAbI loader yet")
 def test_the_babi_loader_reads_the_generated_files(tmp_path):
     from tracekd.registry import get
 

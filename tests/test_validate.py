@@ -6,9 +6,11 @@ import json
 
 from tracekd.cli import main
 
-from conftest import BABI, COTEMP
+from conftest import BABI, COTEMP, needs_babi, needs_cotemp
 
 
+@needs_babi
+@needs_cotemp
 def test_clean_data_exits_0(capsys):
     assert main(["validate", "--dataset", "babi", str(BABI)]) == 0
     assert main(["validate", "--dataset", "cotemp", str(COTEMP / "equal.json"), str(COTEMP / "mix.json")]) == 0

@@ -40,12 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tracekd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"tracekd.commands.{module_name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"tracekd.commands.{module_name}":
-                continue  # command not built yet
-            raise
+        module = importlib.import_module(f"tracekd.commands.{module_name}")
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)
