@@ -5,8 +5,8 @@ are averaged first (their items are repeated measures of the same person), so ev
 independent observations. Per condition and Likert item: n (participants), ratings, mean, SD, median and a
 bootstrap 95% CI of the mean (SciPy, seeded). Scales (e.g. interpretability = predictability +
 understandability + faithfulness; reverse-keyed items flipped) get the same, plus Cronbach's alpha
-(pingouin). Between-subjects: Kruskal-Wallis across conditions and pairwise Mann-Whitney U, Holm-corrected
-(statsmodels), with rank-biserial r (positive: the first condition rates higher). Within-subjects:
+(pingouin). Between-subjects: Kruskal-Wallis across conditions and pairwise Mann-Whitney U (SciPy),
+Holm-corrected (pingouin), with rank-biserial r (positive: the first condition rates higher). Within-subjects:
 Friedman and pairwise Wilcoxon signed-rank. Krippendorff's alpha (ordinal) per condition and statement over
 the items that several participants rated. Excluded participants (failed attention check, too fast,
 incomplete) are left out and counted.
@@ -75,8 +75,8 @@ def _clean(x):
 
 def _compare(groups: dict[str, dict[str, float]], design: str) -> dict:
     """Omnibus and pairwise tests over ``groups`` (condition -> participant -> score)."""
+    import pingouin as pg
     from scipy import stats
-    from statsmodels.stats.multitest import multipletests
 
     names = [n for n, g in groups.items() if len(g) > 0]
     out: dict = {"omnibus": None, "pairwise": []}
@@ -119,7 +119,7 @@ def _compare(groups: dict[str, dict[str, float]], design: str) -> dict:
                           "mean_a": float(x.mean()), "mean_b": float(y.mean())})
     ps = [pr["p"] for pr in pairs if pr["p"] is not None and math.isfinite(pr["p"])]
     if ps:
-        adj = iter(multipletests(ps, method="holm")[1])
+        adj = iter(pg.multicomp(ps, method="holm")[1])
         for pr in pairs:
             pr["p_holm"] = next(adj) if pr["p"] is not None and math.isfinite(pr["p"]) else None
     out["pairwise"] = pairs
