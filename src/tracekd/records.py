@@ -225,3 +225,25 @@ class Judgement:
         if kw.get("evidence") is not None:
             kw["evidence"] = tuple(kw["evidence"])
         return cls(**kw)
+
+
+def kind_of(obj: dict) -> str | None:
+    """Which tracekd record a JSON object looks like, by its fields (None: none of them), so an error can
+    say that a file of one kind was passed where another was expected.
+
+    >>> kind_of({"id": "x", "arm": "correct", "prompt": [], "completion": []})
+    'SFTRow'
+    >>> kind_of({"id": "x", "question": "q", "context": [], "answers": ["a"], "gold": {}})
+    'Example'
+    >>> kind_of({"id": "x", "status": "ok", "trace_ok": True, "answer_ok": True}), kind_of({"text": "hi"})
+    ('Judgement', 'Generation')
+    """
+    if "prompt" in obj and "completion" in obj:
+        return "SFTRow"
+    if "gold" in obj and "question" in obj:
+        return "Example"
+    if "status" in obj and "answer_ok" in obj:
+        return "Judgement"
+    if "text" in obj:
+        return "Generation"
+    return None

@@ -1,27 +1,75 @@
-"""List the registered datasets with their label sets and sizes, the arms, templates and answer scorers.
+"""List the datasets (classes, sizes, loader options), the arms, templates and answer scorers.
 
-  tracekd ls
+  tracekd ls                         # everything, one line per arm, template and scorer
+  tracekd ls babi                    # one dataset: its classes and every --option with type, default and help
   tracekd ls --data babi=../shared/data/babi/en-first-question   # also count the examples in a copy
+
+Loader options are given to `tracekd build` as `--option KEY=VALUE` (and in an experiment config's
+`options:`), e.g. `tracekd build --dataset babi --data DIR --option tasks=qa1,qa2`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
-HELP = "list datasets (labels, sizes), arms, templates and answer scorers"
+HELP = "list datasets (labels, sizes, loader options), arms, templates and answer scorers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", nargs="?", metavar="DATASET", help="show only this dataset")
     parser.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                         help="count the examples of dataset NAME in PATH (repeatable)")
+
+
+def type_name(tp) -> str:
+    """A field type as a user reads it.
+
+    >>> type_name(int), type_name(tuple[str, ...]), type_name(float | None)
+    ('int', 'list of str', 'float or none')
+    """
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (list, tuple):
+        return f"list of {type_name(args[0])}" if args else "list"
+    if args and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return " or ".join(type_name(a) for a in rest) + " or none"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _shown(value) -> str:
+    """A default as it would be typed after ``--option KEY=``.
+
+    >>> _shown(("qa1", "qa2")), _shown(True), _shown(None), _shown("")
+    ('qa1,qa2', 'true', 'none', 'unset')
+    """
+    if value == "":
+        return "unset"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "none" if value is None else str(value)
+
+
+def option_lines(options_cls: type) -> list[str]:
+    """One line per loader option: ``name (type, default ...): help``."""
+    hints = typing.get_type_hints(options_cls)
+    lines = []
+    for f in dataclasses.fields(options_cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        lines.append(f"{f.name} ({type_name(hints[f.name])}, default {_shown(default)}): {f.metadata.get('help', '')}")
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import registry
     from ..errors import ConfigError
-    from ..score.answer import scorer_names
-    from ..traces.corrupt import ARMS
-    from ..traces.templates import template_names
+    from ..score.answer import SCORER_HELP, scorer_names
+    from ..traces.corrupt import ALL_ARMS, ARM_HELP
+    from ..traces.templates import get_template, template_names
 
     paths = {}
     for item in args.data:
@@ -30,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--data expects NAME=PATH, got {item!r}")
         registry.get(name)
         paths[name] = path
-    for name in registry.names():
+    names = [registry.get(args.dataset).name] if args.dataset else registry.names()
+    for name in names:
         spec = registry.get(name)
         print(f"{name}: {spec.description}")
         print(f"  classes ({len(spec.labels)}): {', '.join(spec.labels)}")
@@ -39,7 +88,19 @@ def run(args: argparse.Namespace) -> int:
             splits = spec.load_splits(paths[name])
             print("  here: " + ", ".join(f"{k} {len(v):,}" for k, v in splits.items()) + f"  ({paths[name]})")
         print(f"  template: {spec.template}   answer scorer: {spec.scorer}")
-    print(f"arms: {', '.join(ARMS)}")
-    print(f"templates: {', '.join(template_names())}")
-    print(f"answer scorers: {', '.join(scorer_names())}")
+        print("  loader options (tracekd build --option KEY=VALUE):")
+        for line in option_lines(spec.options):
+            print(f"    {line}")
+    if args.dataset:
+        return 0
+    width = max(map(len, [*ALL_ARMS, *template_names(), *scorer_names()]))
+    print("arms:")
+    for arm in ALL_ARMS:
+        print(f"  {arm:<{width}}  {ARM_HELP.get(arm, '')}")
+    print("templates (--template NAME, or a YAML file):")
+    for t in template_names():
+        print(f"  {t:<{width}}  {get_template(t).description}")
+    print("answer scorers (--scorer NAME):")
+    for s in scorer_names():
+        print(f"  {s:<{width}}  {SCORER_HELP.get(s, '')}")
     return 0

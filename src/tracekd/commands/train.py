@@ -32,7 +32,40 @@ def run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, TrainConfig)
     if config is not None:
+        check_inputs(config)  # before torch and the student are loaded
         from ..train import train
 
         train(config)
     return 0
+
+
+#: what a file of each other record kind is, for the error when one is passed as the train file
+_OTHER_FILES = {"Example": "gold examples (BUILD_DIR/examples/*.jsonl, what `tracekd score` joins to)",
+                "Generation": "generations (`tracekd generate`)", "Judgement": "judgements (`tracekd score`)"}
+
+
+def check_inputs(config) -> None:
+    """The train file exists and every row is an SFT row with its fields (a file of another tracekd
+    record is named as such); the output folder is not a file. Imports neither torch nor a model."""
+    from pathlib import Path
+
+    from ..errors import DataError
+    from ..io import iter_jsonl
+    from ..records import kind_of
+    from ..train.data import read_rows
+
+    path = Path(config.train_file)
+    hint = "pass an arm's SFT rows: BUILD_DIR/ARM/train.jsonl written by `tracekd build`"
+    if not path.is_file():
+        raise DataError(f"{'is a folder' if path.is_dir() else 'no such file'}; {hint}", path=path,
+                        field="train_file")
+    for line, obj in iter_jsonl(path):
+        kind = kind_of(obj)
+        if kind in _OTHER_FILES:
+            raise DataError(f"this is a file of {_OTHER_FILES[kind]}, not SFT rows; {hint}", path=path, line=line,
+                            field="train_file")
+        break
+    read_rows(path)  # every row: id, arm, prompt and completion messages; ids unique
+    out = Path(config.output_dir)
+    if out.exists() and not out.is_dir():
+        raise DataError("exists and is not a folder", path=out, field="output_dir")

@@ -281,6 +281,14 @@ _SCORERS: dict[str, tuple[str, bool]] = {
 }
 
 
+#: one line per scorer (`tracekd ls`)
+SCORER_HELP = {
+    "strict": "normalised set equality of the answer items (the default)",
+    "cotemp-official": "the CoTempQA benchmark's lenient scorer (compatibility mode)",
+    "marco": "MS MARCO: exact match by default, or a threshold as marco:f1>=0.5, marco:rougeL>=0.5, marco:bleu1>=0.3",
+}
+
+
 def scorer_names() -> list[str]:
     """The registered scorer names.
 

@@ -40,6 +40,21 @@ BASELINE_ARMS = ("zero-shot", "zero-shot-format")
 #: every arm a build can write: ARMS get their targets from :func:`target_for`, the others from tracekd.teacher
 ALL_ARMS = ARMS + TEACHER_ARMS + BASELINE_ARMS
 EVIDENCE_CASES = ("full", "fewer", "empty")
+#: one line per arm (`tracekd ls`)
+ARM_HELP = {
+    "vanilla": "no trace: the target is the gold answer alone",
+    "correct": "the gold class and gold evidence in the trace, then the gold answer",
+    "incorrect": "a wrong class and wrong evidence (seeded, verified wrong), then the gold answer",
+    "incorrect-class": "a wrong class with the gold evidence, then the gold answer",
+    "incorrect-evidence": "the gold class with wrong evidence, then the gold answer",
+    "teacher-trace": "the teacher's reasoning as the trace (teacher-correct items only; needs --teacher-responses)",
+    "teacher-summary": "a short summary of the teacher's reasoning as the trace (needs a summary response)",
+    "teacher-explanation": "the teacher's post-hoc explanation as the trace (needs an explanation response)",
+    "teacher-swapped": "another item's teacher reasoning (seeded derangement within each class) with this answer",
+    "teacher-trace-short": "the teacher's reasoning cut at a sentence to the length of the correct decomposed trace",
+    "zero-shot": "not trained: the base student with the method's prompt (reference: the gold answer)",
+    "zero-shot-format": "not trained: the base student shown one worked example of the trace format",
+}
 
 
 class CannotCorrupt(TracekdError):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +52,7 @@ class Template:
     prompt: str
     class_sentence: str
     evidence_sentence: str
+    description: str = field(default="", compare=False)
 
     @property
     def class_affixes(self) -> tuple[str, str]:
@@ -126,7 +127,7 @@ def _make(name: str, raw: Any, source: str) -> Template:
                 if not _split_placeholder(value, w)[0].strip():
                     raise ConfigError(f"{where}: needs fixed text before {{{w}}} (the parser finds the step by it)")
         values[attr] = value
-    return Template(name=name, **values)
+    return Template(name=name, description=str(raw.get("description") or ""), **values)
 
 
 def _load_yaml(text: str, source: str) -> Any:

@@ -78,9 +78,11 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={
         "help": "continue from the last checkpoint in output_dir (starts fresh when there is none)"})
     chat_template_kwargs: dict = field(default_factory=dict, metadata={
-        "help": "extra variables of the chat template, YAML only (e.g. {date_string: 26 Jul 2024} for Llama 3.x, "
-                "pinned to that date when unset); the preflight refuses settings whose generation prompt is not "
-                "a prefix of the training text, such as Qwen3's enable_thinking: false on arms with traces"})
+        "help": "extra variables of the chat template: a JSON object on the command line "
+                "(--chat-template-kwargs '{\"date_string\": \"26 Jul 2024\"}'), a mapping in a YAML config "
+                "(chat_template_kwargs: {date_string: 26 Jul 2024}); Llama 3.x is pinned to that date when unset; "
+                "the preflight refuses settings whose generation prompt is not a prefix of the training text, "
+                "such as Qwen3's enable_thinking: false on arms with traces"})
     report_to: str = field(default="none", metadata={
         "help": "experiment trackers of transformers (e.g. wandb, tensorboard); the local train_log.jsonl is "
                 "always written"})
