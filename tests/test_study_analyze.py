@@ -214,3 +214,15 @@ def test_power_follows_the_effect_size_and_alpha_sharing():
     assert anova_per_group(0.4, 4)["n_per_group"] < anova_per_group(0.25, 4)["n_per_group"]
     with pytest.raises(ValueError):
         per_group(0.0)
+
+
+def test_everyone_excluded_still_gives_a_complete_report(tmp_path):
+    responses, people = draw({"clear": CLEAR, "muddy": MUDDY}, n_people=3, n_items=1, seed=1)
+    for p in people:
+        p["incomplete"] = p["excluded"] = True
+    a = analyze(responses, people, config(), n_boot=100)
+    assert a["exclusions"]["analysed"] == 0
+    assert all(r["n"] == 0 and r["mean"] is None for r in a["scale_scores"])
+    assert a["tests"]["scales"]["interpretability"]["omnibus"] is None
+    write_analysis(a, tmp_path)
+    assert (tmp_path / "plots" / "likert.png").stat().st_size > 0

@@ -30,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("build_dir", metavar="BUILD_DIR", help="a `tracekd build` folder (examples/ + arm folders)")
     b.add_argument("--out", required=True, metavar="STUDY_DIR", help="study folder to write")
     b.add_argument("--config", metavar="YAML", help="study config (default: tracekd/study/default.yaml)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace a study already in STUDY_DIR (never one with collected responses)")
     b.add_argument("--conditions", metavar="NAME=ARM,...",
                    help="conditions to compare, each an arm folder (overrides the config's conditions)")
     for name, kind, text in (("seed", int, "sampling seed"), ("items-per-condition", int, "items per condition"),
@@ -114,7 +116,7 @@ def _build(args) -> int:
             conds.append({"name": name, "arm": arm or name})
         over["conditions"] = conds
     cfg = load_study_config(args.config, over)
-    m = build_study(cfg, args.build_dir, args.out)
+    m = build_study(cfg, args.build_dir, args.out, overwrite=args.overwrite)
     n = cfg.items_per_condition
     print(f"{len(cfg.conditions)} conditions x {n} items; {m['shared_questions']} questions shared by all")
     for cond, per in m["items_per_class"].items():

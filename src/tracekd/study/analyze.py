@@ -174,14 +174,12 @@ def analyze(responses: list[dict], participants: list[dict], cfg: StudyConfig, *
 
     df = pd.DataFrame(likert, columns=["participant", "condition", "item_id", "statement", "value"])
     # participant-level score per condition x statement (mean over that participant's items)
-    person = df.groupby(["condition", "statement", "participant"])["value"].mean() if len(df) else pd.Series(
-        dtype=float)
+    person: dict[tuple[str, str], dict[str, float]] = {}
+    for (cond, stmt, pid), v in df.groupby(["condition", "statement", "participant"])["value"].mean().items():
+        person.setdefault((cond, stmt), {})[pid] = float(v)
 
     def scores(cond: str, stmt: str) -> dict[str, float]:
-        try:
-            return person.loc[(cond, stmt)].to_dict()
-        except KeyError:
-            return {}
+        return person.get((cond, stmt), {})
 
     items_table, tests_items, agreement = [], {}, []
     for stmt in statements:

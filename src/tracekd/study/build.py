@@ -168,11 +168,19 @@ def sample_items(cfg: StudyConfig, rows: dict[str, dict[str, dict]]) -> list[dic
     return items
 
 
-def build_study(cfg: StudyConfig, build_dir: str | Path, out: str | Path) -> dict:
-    """Write ``out/study.json`` and ``out/manifest.json``; return the manifest."""
+def build_study(cfg: StudyConfig, build_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> dict:
+    """Write ``out/study.json`` and ``out/manifest.json``; return the manifest.
+
+    A folder that already holds a study is refused unless ``overwrite``; one that holds collected
+    responses (``study.db``) is always refused, since new items would orphan them.
+    """
     build_dir, out = Path(build_dir), Path(out)
     if not build_dir.is_dir():
         raise ConfigError(f"no build folder {build_dir}")
+    if (out / "study.db").exists():
+        raise ConfigError(f"{out} already holds collected responses (study.db); build into a new folder")
+    if (out / "study.json").exists() and not overwrite:
+        raise ConfigError(f"{out} already holds a study; pass --overwrite to replace it")
     sources, rows = {}, {}
     for cond in cfg.conditions:
         path, rows[cond.name] = _load_condition(cfg, cond, build_dir)
