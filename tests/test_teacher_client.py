@@ -164,6 +164,8 @@ def ids(out) -> list[str]:
 def test_every_item_once_in_order_and_a_rerun_sends_nothing_cached(server, proxy, tmp_path):
     cfg = settings(proxy, server, tmp_path, concurrency=3)
     proxy.delay = 0.2  # keep requests in flight long enough to overlap
+    plan = dry_run(requests(6), tmp_path / "a", cfg)
+    assert (plan["items"], plan["done"], plan["cached"], plan["requests"]) == (6, 0, 0, 6)
     path = run_requests(requests(6), tmp_path / "a", cfg, log=lambda s: None)
     assert ids(tmp_path / "a") == [f"q/{i}" for i in range(6)]
     assert proxy.received == 6 and len(proxy.forwarded) == 6
@@ -177,6 +179,8 @@ def test_every_item_once_in_order_and_a_rerun_sends_nothing_cached(server, proxy
     m = read_json(tmp_path / "a" / "manifest.json")
     assert m["complete"] and m["run"]["answered"] == 6 and len(m["item_tokens"]) == 6
     assert m["totals"]["completion_tokens"] == sum(r.completion_tokens for r in read_responses(tmp_path / "a"))
+    assert m["totals"]["prompt_tokens"] + m["totals"]["completion_tokens"] <= plan["tokens_max"]
+    assert dry_run(requests(6), tmp_path / "b", cfg)["cached"] == 6  # another folder: all answered by the cache
 
     # the same call again: nothing is sent, the file is unchanged
     run_requests(requests(6), tmp_path / "a", cfg, log=lambda s: None)

@@ -227,11 +227,21 @@ def plan(requests: list[TeacherRequest], cfg: TeacherConfig) -> list[tuple[Teach
     return out
 
 
+def prompt_token_bound(messages: list[dict]) -> int:
+    """An upper bound on a chat prompt's tokens: its UTF-8 bytes, plus 8 a message and 64 for the template.
+
+    >>> prompt_token_bound([{"role": "user", "content": "Where is Mary?"}])
+    86
+    """
+    return sum(len(str(m.get("content", "")).encode("utf-8")) + 8 for m in messages) + 64
+
+
 def dry_run(requests: list[TeacherRequest], out_dir: str | Path, settings: TeacherConfig) -> dict:
     """What a run would do: items, how many are done or cached, requests to send and a token upper bound.
 
-    The bound counts each prompt at one token per 3 characters of its message text (an over-estimate
-    for every tokenizer tracekd meets) plus ``max_tokens`` per request (unknown when it is unset).
+    The bound counts each prompt at one token per UTF-8 byte of its messages (byte-level BPE never
+    makes more) plus 8 per message and 64 per request for the chat template's markup and default
+    system text, and ``max_tokens`` per request (unknown when it is unset).
     """
     planned = plan(requests, settings)
     keys = {(r.id, r.purpose): k for r, k in planned}
@@ -239,13 +249,14 @@ def dry_run(requests: list[TeacherRequest], out_dir: str | Path, settings: Teach
     cache = ResponseCache(settings.cache_dir)
     todo = [(r, k) for r, k in planned if (r.id, r.purpose) not in done]
     cached = sum(1 for _, k in todo if k in cache)
-    to_send = [r for r, k in todo if k not in cache]
-    unique = len({k for r, k in todo if k not in cache})
-    prompt_bound = sum(sum(len(m.get("content", "")) for m in r.messages) // 3 + 8 * len(r.messages)
-                       for r in to_send)
+    to_send: dict[str, TeacherRequest] = {}  # one request per key, in order
+    for r, k in todo:
+        if k not in cache:
+            to_send.setdefault(k, r)
+    sends = list(to_send.values())[:settings.max_requests]  # a request budget stops the run there
+    unique = len(sends)
+    prompt_bound = sum(prompt_token_bound(r.messages) for r in sends)
     completion_bound = settings.max_tokens * unique if settings.max_tokens is not None else None
-    if settings.max_requests is not None:
-        unique = min(unique, settings.max_requests)
     return {"items": len(planned), "done": len(done), "cached": cached, "requests": unique,
             "prompt_tokens_max": prompt_bound,
             "completion_tokens_max": completion_bound,
