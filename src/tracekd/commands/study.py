@@ -71,6 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default: %(default)s)")
     a.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: %(default)s)")
     a.add_argument("--no-plots", action="store_true", help="tables only")
+    a.add_argument("--link", metavar="RUN_DIR",
+                   help="link the analysis to an experiment run: `tracekd report RUN_DIR` then adds a "
+                        "'Human ratings' section")
     a.set_defaults(_step=_analyze)
 
     p = sub.add_parser("power", help="participants per group for an effect size")
@@ -218,6 +221,10 @@ def _analyze(args) -> int:
     written = write_analysis(a, out, plots=not args.no_plots, inputs=inputs)
     print(markdown_tables(a))
     print(f"wrote {', '.join(str(p) for p in written)}")
+    if args.link:
+        from ..study.report import write_link
+
+        print(f"wrote {write_link(args.link, out / 'analysis.json')} (`tracekd report {args.link}` shows the ratings)")
     return 0
 
 
