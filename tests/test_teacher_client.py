@@ -226,7 +226,7 @@ def test_a_request_failing_every_retry_is_left_out_and_asked_on_the_rerun(server
 
 def test_an_unauthorised_key_stops_the_run_at_once(server, proxy, tmp_path):
     proxy.always = "401"
-    with pytest.raises(ConfigError, match="refused the API key from \\$TRACEKD_TEST_NO_KEY"):
+    with pytest.raises(ConfigError, match="refused the API key from \\$TRACEKD_TEST_NO_KEY, which is not set"):
         run_requests(requests(3), tmp_path / "out", settings(proxy, server, tmp_path, concurrency=1,
                                                                api_key_env="TRACEKD_TEST_NO_KEY"))
     assert proxy.received == 1  # a 401 is not retried
@@ -355,3 +355,26 @@ def test_sigkill_mid_run_then_restart_gives_every_item_exactly_once(server, prox
     asked = [json.dumps(b["messages"]) for b in proxy.forwarded]
     assert set(asked) == {json.dumps(r.messages) for r in read_responses(out)}
     assert n <= len(asked) <= n + 2
+
+
+def test_cli_config_yaml_and_sft_rows_without_their_system_message(tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    prompt = [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Q?"}]
+    rows.write_text("".join(json.dumps({"id": f"r{i}", "arm": "vanilla", "prompt": prompt,
+                                        "completion": [{"role": "assistant", "content": "A"}]}) + "\n"
+                            for i in range(2)), encoding="utf-8")
+    cfg = tmp_path / "teacher.yaml"
+    cfg.write_text(f"base-url: http://127.0.0.1:9/v1\nmodel: some/model\nmax_tokens: 10\ninput_file: {rows}\n"
+                   f"out: {tmp_path / 'out'}\ncache_dir: {tmp_path / 'cache'}\nprice_per_1m_input: 1.0\n",
+                   encoding="utf-8")
+    assert main(["teacher", "--config", str(cfg), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    # the two rows are the same request (same messages): one request, its bound counted once
+    assert "2 item(s)" in out and "1 request(s) to send" in out and "completions <= 10" in out and "cost: <=" in out
+    from tracekd.teacher.inputs import read_requests
+
+    assert [m["role"] for m in read_requests(rows)[0].messages] == ["user"]
+    assert [m["role"] for m in read_requests(rows, system=True)[0].messages] == ["system", "user"]
+    cfg.write_text(cfg.read_text() + "max_token: 3\n", encoding="utf-8")
+    assert main(["teacher", "--config", str(cfg), "--dry-run"]) == 1
+    assert "did you mean 'max_tokens'" in capsys.readouterr().err

@@ -64,7 +64,10 @@ def api_key(cfg: TeacherConfig) -> str:
 
 def make_client(cfg: TeacherConfig):
     """The openai SDK client for ``cfg`` (its own retries and timeout)."""
-    from openai import OpenAI
+    try:
+        from openai import OpenAI
+    except ImportError:
+        raise ConfigError("the teacher client needs the openai SDK: pip install 'tracekd[teacher]'") from None
 
     return OpenAI(base_url=cfg.base_url, api_key=api_key(cfg), timeout=cfg.timeout, max_retries=cfg.max_retries)
 
@@ -140,7 +143,8 @@ def ask(client, cfg: TeacherConfig, messages: list[dict], sleep: Callable[[float
             completion = client.chat.completions.create(model=cfg.model, messages=messages, **kwargs)
             return raw_response(completion)
         except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
-            raise Fatal(f"{cfg.base_url} refused the API key from ${cfg.api_key_env} "
+            unset = "" if os.environ.get(cfg.api_key_env) else ", which is not set"
+            raise Fatal(f"{cfg.base_url} refused the API key from ${cfg.api_key_env}{unset} "
                         f"(HTTP {e.status_code})") from None
         except openai.NotFoundError as e:
             raise Fatal(f"{cfg.base_url}: model {cfg.model!r} or the chat endpoint was not found "
