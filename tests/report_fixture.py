@@ -53,7 +53,8 @@ def judgement(rng: random.Random, ex: Example, arm: str) -> tuple[Judgement, Gen
 
 
 def make_analysis(seeds=(0, 1), n: int = 48, arms=ARMS, k_examples: int = 2, judgements_hook=None) -> dict:
-    """The analysis dict of a synthetic run; ``judgements_hook(arm, seed, list)`` may replace a cell's list."""
+    """The analysis of a synthetic run as analysis.json holds it; ``judgements_hook(arm, seed, list)`` may
+    replace a cell's list."""
     examples = {e.id: e for e in (example(i) for i in range(n))}
     judged, shown = {}, []
     for seed in seeds:
@@ -70,4 +71,4 @@ def make_analysis(seeds=(0, 1), n: int = 48, arms=ARMS, k_examples: int = 2, jud
             shown += [{**cell, **e} for e in off_diagonal_examples(js, gens, examples, k_examples)]
     return assemble_analysis(judged, experiment="synthetic", arms=list(arms), seeds=list(seeds),
                              trace_definition="class+evidence-exact",
-                             score_dirs={k: f"stages/score-{k[2]}-{k[3]}" for k in judged}, examples=shown)
+                             score_dirs={k: f"stages/score-{k[2]}-{k[3]}" for k in judged}, examples=shown).to_dict()

@@ -92,17 +92,24 @@ def fisher_hand(a, b, c, d):
     return min(1.0, sum(p for p in prob if p <= p0 * (1 + 1e-7)))
 
 
+def cell(result: dict, arm: str) -> dict:
+    """The summary of one arm's cell in an analysis JSON."""
+    found = [c["summary"] for c in result["cells"] if c["arm"] == arm]
+    assert len(found) == 1, [c["arm"] for c in result["cells"]]
+    return found[0]
+
+
 def test_analyze_matches_hand_computed_values(tmp_path, capsys):
     path = write_jsonl(tmp_path / "judgements.jsonl", fixture_rows())
     out = tmp_path / "analysis.json"
     assert main(["analyze", str(path), "--labels", "correct", "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     result = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
-    s = result["summaries"]["correct"]
+    s = cell(result, "correct")
     n = 950
     assert s["n"] == n
-    assert s["status"] == {"ok": 890, "no_trace": 30, "no_answer": 0, "unparseable_class": 0,
-                           "unparseable_evidence": 0, "truncated": 20, "empty": 10}
+    assert {k: v for k, v in s["status"].items() if v} == {"ok": 890, "no_trace": 30, "truncated": 20, "empty": 10}
+    assert result["cells"][0]["dataset"] == "cotemp"  # from the judgements' ids: no score summary beside them
     for name, cells in (("class", CLASS), ("evidence", EVIDENCE), ("trace", TRACE)):
         a, b, c, d = cells
         r = s["steps"][name]
@@ -130,9 +137,9 @@ def test_analyze_matches_hand_computed_values(tmp_path, capsys):
     assert s["means"]["evidence_precision"]["mean"] == pytest.approx(505 / n, abs=TOL)
     assert s["means"]["evidence_precision"]["n_judged"] == 890
     assert result["comparisons"] == []
-    assert result["inputs"]["correct"]["path"] == str(path)
+    assert result["inputs"][str(path)]["path"] == str(path)
     printed = capsys.readouterr().out
-    assert "== correct (n=950)" in printed and "4.167" in printed
+    assert "== cotemp / (not recorded) / correct (n=950)" in printed and "4.167" in printed
 
 
 def test_analyze_two_files_mcnemar_and_nulls(tmp_path, capsys):
@@ -154,9 +161,11 @@ def test_analyze_two_files_mcnemar_and_nulls(tmp_path, capsys):
     out = tmp_path / "out" / "analysis.json"
     assert main(["analyze", str(a), str(b), str(c), "--out", str(out)]) == 0
     result = json.loads(out.read_text(encoding="utf-8"))
-    assert list(result["summaries"]) == ["a", "b", "c"]
+    assert [c["arm"] for c in result["cells"]] == result["arms"] == ["a", "b", "c"]
     ab = result["comparisons"][0]
-    assert (ab["a"], ab["b"], ab["n_paired"], ab["unpaired_a"], ab["unpaired_b"]) == ("a", "b", 950, 0, 1)
+    assert (ab["arm_a"], ab["arm_b"]) == ("a", "b")
+    ab = ab["result"]
+    assert (ab["n_paired"], ab["unpaired_a"], ab["unpaired_b"]) == (950, 0, 1)
     m = ab["answer"]
     assert (m["b01"], m["b10"]) == (30, 12)
     exact = min(1.0, 2 * sum(math.comb(42, i) for i in range(13)) / 2 ** 42)
@@ -164,8 +173,8 @@ def test_analyze_two_files_mcnemar_and_nulls(tmp_path, capsys):
     assert m["chi2"] == pytest.approx(17 ** 2 / 42, abs=TOL)
     assert m["p"] == pytest.approx(sf1(17 ** 2 / 42), abs=TOL)
     assert ab["trace"]["note"] == "no discordant pairs" and ab["trace"]["chi2"] is None
-    assert [(x["a"], x["b"]) for x in result["comparisons"]] == [("a", "b"), ("a", "c"), ("b", "c")]
-    deg = result["summaries"]["c"]["steps"]["trace"]
+    assert [(x["arm_a"], x["arm_b"]) for x in result["comparisons"]] == [("a", "b"), ("a", "c"), ("b", "c")]
+    deg = cell(result, "c")["steps"]["trace"]
     assert deg["chi2"] is None and deg["phi"] is None and "empty" in deg["note"]
     assert "McNemar: a vs b" in capsys.readouterr().out
 
@@ -174,7 +183,7 @@ def test_analyze_group_option(tmp_path):
     path = write_jsonl(tmp_path / "j.jsonl", fixture_rows())
     out = tmp_path / "g.json"
     assert main(["analyze", str(path), "--group", "gold_label", "--out", str(out)]) == 0
-    s = json.loads(out.read_text())["summaries"]["j"]
+    s = cell(json.loads(out.read_text()), "j")
     assert s["groups"]["equal"]["n"] + s["groups"]["mix"]["n"] == 950
     assert s["per_class"]["equal"]["n"] == s["groups"]["equal"]["n"] == 475
 
@@ -201,7 +210,7 @@ def test_analyze_errors_name_file_line_and_field(tmp_path, capsys):
     assert main(["analyze", str(ok), "--labels", "a", "b"]) == 1
     assert "--labels gives 2 names for 1 files" in capsys.readouterr().err
     assert main(["analyze", str(ok), str(ok), "--labels", "a", "a"]) == 1
-    assert "repeated: a" in capsys.readouterr().err
+    assert "give each file its own name with --labels" in capsys.readouterr().err
     assert main(["analyze", str(tmp_path / "nope.jsonl")]) == 1
     assert "no such file" in capsys.readouterr().err
 
@@ -213,5 +222,5 @@ def test_analyze_minimal_rows_are_accepted(tmp_path):
     path = write_jsonl(tmp_path / "min.jsonl", rows)
     out = tmp_path / "min.json"
     assert main(["analyze", str(path), "--out", str(out)]) == 0
-    s = json.loads(out.read_text())["summaries"]["min"]
+    s = cell(json.loads(out.read_text()), "min")
     assert s["accuracy"]["class"]["correct"] == 1 and s["means"]["answer_f1"]["mean"] == 0.0

@@ -20,6 +20,7 @@ from tracekd.cli import main
 from tracekd.io import write_json, write_records
 from tracekd.records import STATUSES
 from tracekd.report import render, write_report
+from tracekd.stats.results import NO_TRACE, Analysis
 
 PLOTS_PER_SECTION = 5  # answer, steps, tables, classes, status
 
@@ -71,6 +72,10 @@ def close(cell: str, value) -> None:
     decimals = len(m.group(1) or "")
     tol = 0.5 * 10.0 ** -decimals * (10.0 ** int(m.group(2)) if m.group(2) else 1.0)
     assert abs(x - value) <= tol + 1e-12, f"{cell!r} != {value!r}"
+
+
+def no_trace(cell: str) -> None:
+    assert cell == NO_TRACE, f"{cell!r} shown for a step of outputs without a trace"
 
 
 def close_list(cell: str, values) -> None:
@@ -138,7 +143,7 @@ def analysis() -> dict:
 
 @pytest.fixture(scope="module")
 def rendered(analysis):
-    return render(analysis, command="tracekd run configs/synthetic.yaml")
+    return render(Analysis.from_dict(analysis), command="tracekd run configs/synthetic.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +151,7 @@ def run_dir(tmp_path_factory, analysis) -> Path:
     """A run directory with the report written (its plan names the reproducing command)."""
     d = tmp_path_factory.mktemp("run")
     write_json(d / "plan.json", {"command": "tracekd run configs/synthetic.yaml", "config": {}})
-    assert write_report(d, analysis) == d / "report.html"
+    assert write_report(d, Analysis.from_dict(analysis)) == d / "report.html"
     return d
 
 
@@ -166,9 +171,13 @@ def test_markdown_numbers_equal_analysis(analysis, rendered):
         g = groups[r["arm"]]
         assert (r["dataset"], r["student"]) == (g["dataset"], g["student"])
         assert r["n per seed"] == ", ".join(map(str, g["n_per_seed"]))
-        for col in ("answer", "class", "evidence", "trace"):
-            close(r[col], g["metrics"][col]["mean"])
-        close(r["trace and answer right / n"], g["pooled"]["steps"]["trace"]["both_share"])
+        close(r["answer"], g["metrics"]["answer"]["mean"])
+        for col in ("class", "evidence", "trace"):
+            close(r[col], g["metrics"][col]["mean"]) if g["pooled"]["has_trace"] else no_trace(r[col])
+        if g["pooled"]["has_trace"]:
+            close(r["trace and answer right / n"], g["pooled"]["steps"]["trace"]["both_share"])
+        else:
+            no_trace(r["trace and answer right / n"])
     checked.add(cap)
 
     cap = f"Accuracy per arm - {name}"
@@ -178,6 +187,9 @@ def test_markdown_numbers_equal_analysis(analysis, rendered):
         g = groups[r["arm"]]
         metric = "answer_f1" if r["measure"] == "answer F1" else r["measure"]
         m = g["metrics"][metric]
+        if metric in ("class", "evidence", "trace") and not g["pooled"]["has_trace"]:
+            assert all(r[col] == NO_TRACE for col in ("per seed", "mean", "SD", "pooled", "95% CI (pooled)"))
+            continue
         close_list(r["per seed"], m["values"])
         for col, key in (("mean", "mean"), ("SD", "sd"), ("min", "min"), ("max", "max")):
             close(r[col], m[key])
@@ -192,6 +204,9 @@ def test_markdown_numbers_equal_analysis(analysis, rendered):
     for r in tables[cap]:
         p = groups[r["arm"]]["pooled"]
         assert int(r["n"]) == p["n"]
+        if not p["has_trace"]:
+            assert all(r[col] == NO_TRACE for col in ("exact set", "precision", "recall"))
+            continue
         for col, key in (("exact set", "evidence_exact"), ("all gold present", "evidence_all"),
                          ("any gold present", "evidence_any")):
             close(r[col], p["accuracy"][key]["accuracy"])
@@ -242,7 +257,12 @@ def test_markdown_numbers_equal_analysis(analysis, rendered):
     for r in tables[cap]:
         pc = groups[r["arm"]]["pooled"]["per_class"][r["gold class"]]
         assert int(r["n"]) == pc["n"]
-        for col in ("answer", "trace", "class"):
+        close(r["answer"], pc["answer_accuracy"])
+        if not groups[r["arm"]]["pooled"]["has_trace"]:
+            assert r["trace"] == r["class"] == r["evidence"] == NO_TRACE
+            n_rows += 1
+            continue
+        for col in ("trace", "class"):
             close(r[col], pc[f"{col}_accuracy"])
         close(r["evidence"], pc["evidence_exact_accuracy"])
         n_rows += 1
@@ -334,7 +354,7 @@ def test_user_text_is_escaped(rendered):
 
 
 def test_same_input_same_bytes(analysis, rendered):
-    again = render(json.loads(json.dumps(analysis)), command="tracekd run configs/synthetic.yaml")
+    again = render(Analysis.from_dict(json.loads(json.dumps(analysis))), command="tracekd run configs/synthetic.yaml")
     assert again.plots == rendered.plots
     assert again.markdown == rendered.markdown and again.html == rendered.html
 
@@ -357,7 +377,7 @@ def test_degenerate_statistics_and_single_seed(tmp_path):
     assert correct["pooled"]["steps"]["trace"]["chi2"] is None  # the answer column "wrong" is empty
     empty = next(g for g in analysis["groups"] if g["arm"] == "incorrect")
     assert empty["pooled"]["n"] == 0 and empty["metrics"]["answer"]["mean"] is None
-    write_report(tmp_path, analysis)
+    write_report(tmp_path, Analysis.from_dict(analysis))
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     tables = md_tables(md)
     cap = "Step x answer statistics, whole trace - babi / tiny-random"
@@ -368,7 +388,7 @@ def test_degenerate_statistics_and_single_seed(tmp_path):
     assert notes[rows["correct"]["note"]].startswith("a row or column of the table is empty")
     assert rows["incorrect"]["n"] == "0" and notes[rows["incorrect"]["note"]] == "no items"
     acc = md_tables(md)["Accuracy per arm - babi / tiny-random"]
-    assert all(r["SD"] == "n/a" for r in acc)
+    assert all(r["SD"] in ("n/a", NO_TRACE) for r in acc)
     assert all(r["mean"] == "n/a" and r["95% CI (pooled)"] in ("n/a", "") for r in acc if r["arm"] == "incorrect")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     parser = _Resources()
@@ -385,7 +405,7 @@ def test_one_report_holds_every_dataset_and_student(tmp_path, analysis):
     other = json.loads(json.dumps(analysis).replace('"babi"', '"cotemp"').replace(
         '"tiny-random"', '"meta-llama/Llama-3.2-1B-Instruct"'))
     both = {**analysis, **{k: analysis[k] + other[k] for k in ("cells", "groups", "comparisons", "examples")}}
-    write_report(tmp_path, both)
+    write_report(tmp_path, Analysis.from_dict(both))
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert len(list((tmp_path / "plots").glob("*.png"))) == 2 * PLOTS_PER_SECTION
@@ -440,9 +460,13 @@ def test_report_from_tracekd_analyze_output(tmp_path, capsys):
     md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
     analysis = json.loads((tmp_path / "a.json").read_text())
     tables = md_tables(md)
-    cap = "Step x answer statistics, whole trace - judgements / -"
+    cap = "Step x answer statistics, whole trace - babi / (not recorded)"  # dataset from the ids
+    cells = {c["arm"]: c for c in analysis["cells"]}
+    assert set(cells) == set(ARMS[1:])
     for r in tables[cap]:
-        close(r["chi2"], analysis["summaries"][r["arm"]]["steps"]["trace"]["chi2"])
+        close(r["chi2"], cells[r["arm"]]["summary"]["steps"]["trace"]["chi2"])
+    assert "judgements /" not in md and " / -" not in md
+    assert "to record them, pass `--show-examples K` to `tracekd analyze`" in _unescape(md)
     assert len(list((tmp_path / "rep" / "plots").glob("*.png"))) == PLOTS_PER_SECTION
 
 

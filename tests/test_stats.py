@@ -186,7 +186,7 @@ def small_set():
 
 
 def test_summarize_counts_everything():
-    s = summarize(small_set())
+    s = summarize(small_set()).to_dict()
     assert s["n"] == 5
     assert list(s["status"]) == list(STATUSES)
     assert s["status"] == {**{k: 0 for k in STATUSES}, "ok": 3, "no_trace": 1, "truncated": 1}
@@ -213,16 +213,16 @@ def test_summarize_counts_everything():
 
 
 def test_summarize_unknown_status_is_counted_not_dropped():
-    s = summarize([J(0), J(1, status="weird")])
+    s = summarize([J(0), J(1, status="weird")]).to_dict()
     assert s["status"]["weird"] == 1 and sum(s["status"].values()) == 2
 
 
 def test_summarize_groups_by_field_or_extra():
     js = [J(i, extra={"seed": i % 2}) for i in range(4)]
-    s = summarize(js, group="seed")
+    s = summarize(js, group="seed").to_dict()
     assert s["group"] == "seed" and set(s["groups"]) == {"0", "1"}
     assert s["groups"]["0"]["n"] == 2
-    s = summarize(small_set(), group="gold_label")
+    s = summarize(small_set(), group="gold_label").to_dict()
     assert s["groups"]["mix"]["n"] == 3
     with pytest.raises(ConfigError, match="did you mean 'gold_label'"):
         summarize(small_set(), group="gold_labl")
@@ -230,15 +230,15 @@ def test_summarize_groups_by_field_or_extra():
 
 def test_summarize_empty():
     s = summarize([])
-    assert s["n"] == 0 and math.isnan(s["accuracy"]["answer"]["accuracy"])
-    json.dumps(json_safe(s), allow_nan=False)
+    assert s.n == 0 and s.accuracy.answer.accuracy is None and s.accuracy.answer.note == "no items"
+    json.dumps(s.to_dict(), allow_nan=False)
     format_summary(s)
 
 
 def test_compare_pairs_by_id():
     a = [J(i, answer_ok=i < 6) for i in range(10)]
     b = [J(i, answer_ok=i % 2 == 0) for i in range(2, 12)]
-    r = compare(a, b)
+    r = compare(a, b).to_dict()
     assert (r["n_paired"], r["unpaired_a"], r["unpaired_b"]) == (8, 2, 2)
     # ids 2..9: a right on 2-5, b right on 2,4,6,8 -> b01 = {6, 8}, b10 = {3, 5}
     assert (r["answer"]["b01"], r["answer"]["b10"]) == (2, 2)

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..io import manifest, read_records, refuse_existing, replace_dir, sha256_file, write_json, write_records
     from ..records import Example
     from ..score.judge import missing_ids, read_generations, score_pairs, settings_for
-    from ..stats.summary import format_summary, json_safe, summarize
+    from ..stats.summary import format_summary, summarize
 
     none = lambda v: None if v in (None, "", "none") else v  # noqa: E731
     refuse_existing(args.out, args.overwrite, "score output folder")
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                     "generations": args.generations, "examples": args.examples},
             seed=None,
             inputs={"generations": sha256_file(args.generations), "examples": sha256_file(args.examples)},
-            lines=report.to_dict(), missing=missing, summary=json_safe(summary),  # summary.status counts every status
+            lines=report.to_dict(), missing=missing, summary=summary.to_dict(),  # summary.status counts every status
             files={"judgements.jsonl": sha256_file(tmp / "judgements.jsonl")}))
     print(format_summary(summary))
     issues = [(len(report.blank), "blank lines"), (len(report.invalid), "invalid JSON lines"),

@@ -1,7 +1,8 @@
 """The experiment report: ``report.md``, a self-contained ``report.html`` and ``plots/*.png``.
 
-Everything shown comes from the analysis dict (``RUN/analysis.json``). matplotlib is imported
-only when figures are drawn.
+Everything shown comes from the typed analysis (``RUN/analysis.json`` or ``tracekd analyze --out``,
+:class:`tracekd.stats.results.Analysis`), plus the extra sections registered in :mod:`tracekd.report.extra`.
+matplotlib is imported only when figures are drawn.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..stats.results import Analysis
 from .inputs import load_analysis, reproduce_command
 
 __all__ = ["Rendered", "load_analysis", "render", "reproduce_command", "write_report"]
@@ -21,32 +23,30 @@ class Rendered:
     plots: dict[str, bytes] = field(repr=False)  # path relative to the run directory -> PNG
 
 
-def render(analysis: dict, *, command: str | None = None, source: str = "analysis.json",
-           examples_per_cell: int = 3) -> Rendered:
-    """The report's text and figures in memory (nothing written)."""
+def render(analysis: Analysis, *, command: str | None = None, source: str = "analysis.json",
+           examples_per_cell: int = 3, run_dir: Path | None = None) -> Rendered:
+    """The report's text and figures in memory (nothing written); ``run_dir`` is handed to extra sections."""
     from .. import __version__
     from . import html, markdown, sections
     from .document import Figure
 
     blocks = sections.build(analysis, sections.Header(version=__version__, command=command, source=source),
-                            examples_per_cell=examples_per_cell)
-    title = f"tracekd report: {analysis.get('experiment') or '(unnamed)'}"
+                            examples_per_cell=examples_per_cell, run_dir=run_dir)
+    title = f"tracekd report: {analysis.experiment or '(unnamed)'}"
     return Rendered(markdown.render(blocks), html.render(blocks, title),
                     {b.path: b.png for b in blocks if isinstance(b, Figure)})
 
 
-def write_report(run_dir: Path, analysis: dict, *, command: str | None = None, examples_per_cell: int = 3,
+def write_report(run_dir: Path, analysis: Analysis, *, command: str | None = None, examples_per_cell: int = 3,
                  source: str = "analysis.json") -> Path:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``run_dir`` (atomically each); return
     the HTML path. ``command`` defaults to the one ``run_dir/plan.json`` names, if any."""
     from ..io import atomic_write, write_text
-    from .inputs import check_analysis
 
     run_dir = Path(run_dir)
-    check_analysis(analysis)
     if command is None:
         command = reproduce_command(run_dir)
-    r = render(analysis, command=command, source=source, examples_per_cell=examples_per_cell)
+    r = render(analysis, command=command, source=source, examples_per_cell=examples_per_cell, run_dir=run_dir)
     for rel, png in r.plots.items():
         with atomic_write(run_dir / rel, "wb") as f:
             f.write(png)

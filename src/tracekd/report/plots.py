@@ -1,7 +1,8 @@
 """The report's figures, drawn with matplotlib's Agg canvas and returned as PNG bytes.
 
-Each function takes the analysis ``groups`` of one dataset x student (one group per arm, in arm
-order) and draws from their numbers only. Output is deterministic: fixed style, sizes and dpi, and
+Each function takes the analysis groups (:class:`tracekd.stats.results.Group`) of one dataset x student
+(one group per arm, in arm order) and draws from their numbers only. Arms whose outputs have no trace
+get no step bars: their place says ``n/a (no trace)``. Output is deterministic: fixed style, sizes and dpi, and
 no date or software version in the PNG metadata, so the same input gives the same bytes.
 """
 
@@ -12,6 +13,7 @@ import io
 from typing import Iterator, Sequence
 
 from ..records import STATUSES
+from ..stats.results import NO_TRACE, Group, Spread
 
 DPI = 100
 #: Okabe-Ito colours, by arm name; other arm names take the rest in order
@@ -20,9 +22,12 @@ ARM_COLOURS = {"vanilla": "#999999", "correct": "#009E73", "incorrect": "#D55E00
 _SPARE = ("#0072B2", "#56B4E9", "#F0E442", "#000000")
 STEP_COLOURS = {"class": "#56B4E9", "evidence": "#0072B2", "trace": "#332288"}
 STATUS_COLOURS = {"ok": "#1b9e77", "no_trace": "#d95f02", "no_answer": "#7570b3", "unparseable_class": "#e7298a",
-                  "unparseable_evidence": "#66a61e", "truncated": "#e6ab02", "empty": "#a6761d"}
-#: step name in the report -> accuracy key of a summary
-STEP_ACCURACY = {"class": "class", "evidence": "evidence_exact", "trace": "trace"}
+                  "unparseable_evidence": "#66a61e", "truncated": "#e6ab02", "empty": "#a6761d",
+                  "missing": "#666666"}
+#: step name in the report -> (its per-seed metric, its pooled accuracy) of a group
+STEP_ACCURACY = {"class": (lambda g: g.metrics.class_, lambda g: g.pooled.accuracy.class_),
+                 "evidence": (lambda g: g.metrics.evidence, lambda g: g.pooled.accuracy.evidence_exact),
+                 "trace": (lambda g: g.metrics.trace, lambda g: g.pooled.accuracy.trace)}
 _STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
           "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.spines.top": False, "axes.spines.right": False,
           "figure.facecolor": "white", "axes.facecolor": "white", "savefig.facecolor": "white",
@@ -76,11 +81,11 @@ def _num(x) -> float:
     return float("nan") if x is None else float(x)
 
 
-def _bars_with_seeds(ax, x: float, width: float, colour: str, metric: dict, interval: Sequence | None) -> None:
+def _bars_with_seeds(ax, x: float, width: float, colour: str, metric: Spread, interval: Sequence | None) -> None:
     """A bar at the mean over seeds, the per-seed values as dots, the pooled interval as an error bar."""
-    mean = metric["mean"]
+    mean = metric.mean
     ax.bar(x, _num(mean), width=width, color=colour, alpha=0.85, edgecolor="black", linewidth=0.6)
-    values = metric["values"]
+    values = metric.values
     for dx, v in zip(seed_offsets(len(values), width), values):
         if v is not None:
             ax.plot(x + dx, v, "o", ms=4.5, mfc="white", mec="black", mew=0.8, zorder=4)
@@ -98,20 +103,19 @@ def _legend_handles(extra: list) -> list:
             Line2D([], [], color="black", marker="_", ms=8, label="95% Wilson CI (pooled)")]
 
 
-def answer_accuracy(groups: list[dict], title: str) -> bytes:
+def answer_accuracy(groups: list[Group], title: str) -> bytes:
     """Answer accuracy per arm: bar = mean over seeds, dots = seeds, error bar = pooled Wilson CI."""
     from matplotlib.patches import Patch
 
-    arms = [g["arm"] for g in groups]
+    arms = [g.arm for g in groups]
     colours = arm_colours(arms)
     with _style():
         fig = _figure(max(4.5, 1.2 * len(arms) + 2.2), 3.8)
         ax = fig.add_subplot()
         for i, g in enumerate(groups):
-            _bars_with_seeds(ax, i, 0.6, colours[g["arm"]], g["metrics"]["answer"],
-                             g["pooled"]["accuracy"]["answer"]["ci95"])
-            top = g["pooled"]["accuracy"]["answer"]["ci95"][1]
-            mean = g["metrics"]["answer"]["mean"]
+            _bars_with_seeds(ax, i, 0.6, colours[g.arm], g.metrics.answer, g.pooled.accuracy.answer.ci95)
+            top = g.pooled.accuracy.answer.ci95[1]
+            mean = g.metrics.answer.mean
             if mean is not None:
                 ax.text(i, min(1.0, _num(top) if top is not None else mean) + 0.03, f"{mean:.3f}",
                         ha="center", va="bottom", fontsize=9)
@@ -128,7 +132,7 @@ def answer_accuracy(groups: list[dict], title: str) -> bytes:
         return _png(fig)
 
 
-def step_accuracy(groups: list[dict], title: str) -> bytes:
+def step_accuracy(groups: list[Group], title: str) -> bytes:
     """Class, evidence (exact set) and whole-trace accuracy per arm, drawn like :func:`answer_accuracy`."""
     from matplotlib.patches import Patch
 
@@ -138,11 +142,14 @@ def step_accuracy(groups: list[dict], title: str) -> bytes:
         fig = _figure(max(5.5, 1.5 * len(groups) + 2.8), 3.8)
         ax = fig.add_subplot()
         for i, g in enumerate(groups):
+            if not g.pooled.has_trace:
+                ax.text(i, 0.05, NO_TRACE, ha="center", va="bottom", fontsize=9, color="#444444")
+                continue
             for s, step in enumerate(steps):
                 x = i + (s - 1) * width
-                _bars_with_seeds(ax, x, width * 0.92, STEP_COLOURS[step], g["metrics"][step],
-                                 g["pooled"]["accuracy"][STEP_ACCURACY[step]]["ci95"])
-        ax.set_xticks(range(len(groups)), [g["arm"] for g in groups])
+                metric, pooled = STEP_ACCURACY[step]
+                _bars_with_seeds(ax, x, width * 0.92, STEP_COLOURS[step], metric(g), pooled(g).ci95)
+        ax.set_xticks(range(len(groups)), [g.arm for g in groups])
         ax.set_ylim(0, 1.08)
         ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
         ax.set_ylabel("step accuracy")
@@ -155,7 +162,7 @@ def step_accuracy(groups: list[dict], title: str) -> bytes:
         return _png(fig)
 
 
-def step_answer_tables(groups: list[dict], title: str) -> bytes:
+def step_answer_tables(groups: list[Group], title: str) -> bytes:
     """The step x answer 2x2 tables (pooled over seeds) as annotated heatmaps: a row per step, a column per arm."""
     steps = list(STEP_ACCURACY)
     k = len(groups)
@@ -166,8 +173,8 @@ def step_answer_tables(groups: list[dict], title: str) -> bytes:
         for c, g in enumerate(groups):
             for r, step in enumerate(steps):
                 ax = axes[r][c]
-                t = g["pooled"]["steps"][step]["table"]
-                counts = [[t["both"], t["step_only"]], [t["answer_only"], t["neither"]]]
+                t = g.pooled.steps[step].table
+                counts = [[t.both, t.step_only], [t.answer_only, t.neither]]
                 n = sum(map(sum, counts))
                 share = [[v / n if n else 0.0 for v in row] for row in counts]
                 image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
@@ -182,18 +189,18 @@ def step_answer_tables(groups: list[dict], title: str) -> bytes:
                 for spine in ax.spines.values():
                     spine.set_visible(False)
                 if r == 0:
-                    ax.set_title(f"{g['arm']} (n={n})")
+                    ax.set_title(f"{g.arm} (n={n})" + ("" if g.pooled.has_trace else f"\n{NO_TRACE}"))
         if image is not None:
             fig.colorbar(image, ax=axes, shrink=0.6, label="share of items")
         fig.suptitle(title)
         return _png(fig)
 
 
-def per_class(groups: list[dict], classes: list[str], title: str) -> bytes:
+def per_class(groups: list[Group], classes: list[str], title: str) -> bytes:
     """Answer and trace accuracy per gold class (pooled over seeds), grouped bars per arm."""
     from matplotlib.patches import Patch
 
-    arms = [g["arm"] for g in groups]
+    arms = [g.arm for g in groups]
     colours = arm_colours(arms)
     k = len(arms)
     width = 0.8 / max(1, k)
@@ -202,15 +209,15 @@ def per_class(groups: list[dict], classes: list[str], title: str) -> bytes:
         axes = fig.subplots(2, 1, sharex=True)
         for ax, measure in zip(axes, ("answer", "trace")):
             for a, g in enumerate(groups):
-                pc = g["pooled"]["per_class"]
+                pc = g.pooled.per_class
                 xs = [c + (a - (k - 1) / 2) * width for c in range(len(classes))]
-                ys = [_num(pc[cl][f"{measure}_accuracy"]) if cl in pc else float("nan") for cl in classes]
-                ax.bar(xs, ys, width=width * 0.95, color=colours[g["arm"]], edgecolor="black", linewidth=0.4)
+                ys = [_num(getattr(pc[cl], f"{measure}_accuracy")) if cl in pc else float("nan") for cl in classes]
+                ax.bar(xs, ys, width=width * 0.95, color=colours[g.arm], edgecolor="black", linewidth=0.4)
             ax.set_ylim(0, 1.05)
             ax.set_ylabel(f"{measure} accuracy")
             ax.grid(axis="y", color="#dddddd", linewidth=0.6)
             ax.set_axisbelow(True)
-        n_by_class = {cl: max((g["pooled"]["per_class"].get(cl, {}).get("n", 0) for g in groups), default=0)
+        n_by_class = {cl: max((g.pooled.per_class[cl].n for g in groups if cl in g.pooled.per_class), default=0)
                       for cl in classes}
         if len(classes) > 5 or max((len(cl) for cl in classes), default=0) * len(classes) > 60:  # would overlap
             axes[1].set_xticks(range(len(classes)), [f"{cl} (n={n_by_class[cl]})" for cl in classes],
@@ -223,10 +230,10 @@ def per_class(groups: list[dict], classes: list[str], title: str) -> bytes:
         return _png(fig)
 
 
-def parse_status(groups: list[dict], title: str) -> bytes:
+def parse_status(groups: list[Group], title: str) -> bytes:
     """Parse-status counts per arm (pooled over seeds) as stacked horizontal bars."""
-    statuses = [s for s in STATUSES if any(g["pooled"]["status"].get(s, 0) for g in groups)]
-    statuses += sorted({s for g in groups for s, c in g["pooled"]["status"].items() if c and s not in STATUSES})
+    statuses = [s for s in STATUSES if any(g.pooled.status.get(s, 0) for g in groups)]
+    statuses += sorted({s for g in groups for s, c in g.pooled.status.items() if c and s not in STATUSES})
     spare = iter(_SPARE * 4)
     colours = {s: STATUS_COLOURS.get(s) or next(spare) for s in statuses}
     with _style():
@@ -234,9 +241,9 @@ def parse_status(groups: list[dict], title: str) -> bytes:
         ax = fig.add_subplot()
         for i, g in enumerate(groups):
             left = 0
-            total = g["pooled"]["n"] or 1
+            total = g.pooled.n or 1
             for s in statuses:
-                c = g["pooled"]["status"].get(s, 0)
+                c = g.pooled.status.get(s, 0)
                 if not c:
                     continue
                 ax.barh(i, c, left=left, color=colours[s], edgecolor="white", linewidth=0.6, height=0.6)
@@ -244,7 +251,7 @@ def parse_status(groups: list[dict], title: str) -> bytes:
                     ax.text(left + c / 2, i, str(c), ha="center", va="center", fontsize=8,
                             color="white" if s in ("ok", "no_answer", "unparseable_class") else "black")
                 left += c
-        ax.set_yticks(range(len(groups)), [g["arm"] for g in groups])
+        ax.set_yticks(range(len(groups)), [g.arm for g in groups])
         ax.invert_yaxis()
         ax.set_xlabel("generations (all seeds)")
         ax.set_title(title)
