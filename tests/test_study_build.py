@@ -74,6 +74,20 @@ def test_conditions_from_any_arm_and_rows_without_examples(build, tmp_path):
     assert all(r["context"] == dec[r["example_id"]]["context"] for r in raw)
 
 
+def test_a_run_folder_resolves_to_its_build_stage(build, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(build, run / "stages" / "build-0a1b2c" / "sets")
+    assert tracekd(["study", "build", str(run), "--conditions", "decomposed=correct,incorrect=teacher-trace",
+                    "--out", str(tmp_path / "s")]) == 0
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["build_dir"].endswith("stages/build-0a1b2c/sets")
+    shutil.copytree(build, run / "stages" / "build-ffffff" / "sets")
+    assert tracekd(["study", "build", str(run), "--out", str(tmp_path / "t")]) == 1
+    assert "2 build stages" in capsys.readouterr().err
+
+
 def test_bad_inputs_are_named(build, tmp_path, capsys):
     assert tracekd(["study", "build", str(build), "--out", str(tmp_path / "x"),
                     "--conditions", "decomposed=correct,ghost=no-such-arm"]) == 1

@@ -1,6 +1,7 @@
 """The human interpretability study: build it from built arms, serve it, export and analyse the ratings.
 
   tracekd study build runs/babi-sft --out runs/study                     # the default study config
+  tracekd study build runs/demo --conditions decomposed=correct,incorrect=incorrect --out runs/demo-study
   tracekd study build runs/babi-sft --config my-study.yaml --out runs/study \\
       --conditions decomposed=correct,incorrect=incorrect                  # any arms as conditions
   tracekd study serve runs/study --port 8000 --admin-token "$TOKEN"       # SQLite in runs/study/study.db
@@ -27,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="study_command", metavar="STEP", required=True)
 
     b = sub.add_parser("build", help="sample a study from a build folder into STUDY_DIR")
-    b.add_argument("build_dir", metavar="BUILD_DIR", help="a `tracekd build` folder (examples/ + arm folders)")
+    b.add_argument("build_dir", metavar="BUILD_DIR",
+                   help="a `tracekd build` folder (examples/ + arm folders), or a run folder with one build stage")
     b.add_argument("--out", required=True, metavar="STUDY_DIR", help="study folder to write")
     b.add_argument("--config", metavar="YAML", help="study config (default: tracekd/study/default.yaml)")
     b.add_argument("--overwrite", action="store_true",

@@ -1,6 +1,7 @@
 """Sample a study's items from built SFT arms into a study folder.
 
-Each condition reads ``{source}/{arm}/{split}.jsonl`` (TRL prompt-completion rows, any arm: the decomposed
+``BUILD_DIR`` is a ``tracekd build`` folder or an experiment run (``tracekd run``, ``tracekd demo``) with one
+build stage. Each condition reads ``{source}/{arm}/{split}.jsonl`` (TRL prompt-completion rows, any arm: the decomposed
 arms of ``tracekd build`` or teacher arms in the same format); question, context and class come from
 ``{source}/examples/{split}.jsonl`` by example id (or, for rows without an example, from the method's
 prompt). Items are ``items_per_condition`` per condition, balanced over the dataset's classes, the same
@@ -168,13 +169,27 @@ def sample_items(cfg: StudyConfig, rows: dict[str, dict[str, dict]]) -> list[dic
     return items
 
 
+def resolve_build_dir(path: str | Path) -> Path:
+    """A build folder, or the one build stage of an experiment run (``RUN/stages/build-*/sets``)."""
+    path = Path(path)
+    if (path / "examples").is_dir() or not (path / "stages").is_dir():
+        return path
+    found = sorted(p for p in path.glob("stages/build-*/sets") if (p / "examples").is_dir())
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise ConfigError(f"{path} is a run folder without a finished build stage")
+    raise ConfigError(f"{path} has {len(found)} build stages; pass one of them: "
+                      + ", ".join(str(p) for p in found))
+
+
 def build_study(cfg: StudyConfig, build_dir: str | Path, out: str | Path, *, overwrite: bool = False) -> dict:
     """Write ``out/study.json`` and ``out/manifest.json``; return the manifest.
 
     A folder that already holds a study is refused unless ``overwrite``; one that holds collected
     responses (``study.db``) is always refused, since new items would orphan them.
     """
-    build_dir, out = Path(build_dir), Path(out)
+    build_dir, out = resolve_build_dir(build_dir), Path(out)
     if not build_dir.is_dir():
         raise ConfigError(f"no build folder {build_dir}")
     if (out / "study.db").exists():
