@@ -325,9 +325,9 @@ def test_cli_names_file_line_and_field_of_bad_input(tmp_path, capsys):
 
 
 def test_sigkill_mid_run_then_restart_gives_every_item_exactly_once(server, proxy, tmp_path):
-    n = 10
+    n = 8
     examples = _examples(tmp_path, n)
-    proxy.delay = 0.4
+    proxy.delay = 0.3
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "tracekd.cli", "teacher", "--base-url", proxy.base_url, "--model", server.model,
            "--input", str(examples), "--out", str(out), "--cache-dir", str(tmp_path / "cache"),

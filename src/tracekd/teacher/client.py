@@ -21,6 +21,7 @@ import json
 import os
 import random
 import time
+from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from ..errors import ConfigError, DataError
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
 from .cache import ResponseCache, request_key
 from .config import TeacherConfig
-from .records import TeacherRequest, TeacherResponse, split_reasoning
+from .records import TeacherRequest, TeacherResponse, separate_reasoning, split_reasoning
 
 RESPONSES = "responses.jsonl"
 MANIFEST = "manifest.json"
@@ -80,7 +81,7 @@ def raw_response(completion: Any) -> dict:
     message = choice.message
     if message is None:
         raise MalformedResponse("the first choice has no message")
-    reasoning, _, _ = split_reasoning({"reasoning_content": _field(message, "reasoning_content")})
+    reasoning = separate_reasoning(message)
     usage = getattr(completion, "usage", None)
     details = getattr(usage, "completion_tokens_details", None) if usage else None
     rt = getattr(details, "reasoning_tokens", None) if details else None
@@ -93,13 +94,6 @@ def raw_response(completion: Any) -> dict:
         "completion_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
         "reasoning_tokens": int(rt) if rt is not None else None,
     }
-
-
-def _field(message: Any, name: str) -> Any:
-    value = getattr(message, name, None)
-    if value is None:
-        value = (getattr(message, "model_extra", None) or {}).get(name)
-    return value
 
 
 def recorded_sampling(cfg: TeacherConfig) -> dict:
@@ -307,7 +301,7 @@ def run_requests(requests: list[TeacherRequest], out_dir: str | Path, settings: 
             else:
                 waiting.setdefault(key, []).append(req)
         if waiting:
-            _send(waiting, cfg, cache, stats, finish, bar, log)
+            _send(waiting, cfg, cache, stats, finish, bar)
 
     complete = len(done) == len(planned)
     if complete:  # every item done: one canonical file, independent of how the run was interrupted
@@ -324,10 +318,10 @@ def run_requests(requests: list[TeacherRequest], out_dir: str | Path, settings: 
 
 
 def _send(waiting: dict[str, list[TeacherRequest]], cfg: TeacherConfig, cache: ResponseCache, stats: RunStats,
-          finish, bar, log) -> None:
+          finish, bar) -> None:
     """Send the uncached requests, ``concurrency`` at a time, until done or a budget is reached."""
     client = make_client(cfg)
-    queue = list(waiting.items())
+    queue = deque(waiting.items())
     pending: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="teacher")
     try:
@@ -340,7 +334,7 @@ def _send(waiting: dict[str, list[TeacherRequest]], cfg: TeacherConfig, cache: R
                         stats.prompt_tokens + stats.completion_tokens >= cfg.max_tokens_total:
                     stats.stopped = f"token budget of {cfg.max_tokens_total} reached"
                     break
-                key, reqs = queue.pop(0)
+                key, reqs = queue.popleft()
                 stats.sent += 1
                 pending[pool.submit(ask, client, cfg, [dict(m) for m in reqs[0].messages])] = key
             if not pending:

@@ -26,8 +26,12 @@ REASONING_SOURCES = ("reasoning_content", "think_tag", "none")
 _THINK = re.compile(r"\A\s*<think>(.*?)</think>\s*", re.DOTALL)
 
 
-def _get(message: Any, name: str) -> Any:
-    """A field of a chat message: dict key, attribute, or (openai SDK) ``model_extra`` entry."""
+def message_field(message: Any, name: str) -> Any:
+    """A field of a chat message: dict key, attribute, or (openai SDK) ``model_extra`` entry.
+
+    >>> message_field({"content": "hi"}, "content"), message_field({"content": "hi"}, "reasoning_content")
+    ('hi', None)
+    """
     if isinstance(message, dict):
         return message.get(name)
     value = getattr(message, name, None)
@@ -37,12 +41,27 @@ def _get(message: Any, name: str) -> Any:
     return value
 
 
+def separate_reasoning(message: Any) -> str | None:
+    """The reasoning a server returned beside the content: ``reasoning_content`` (DeepSeek, vLLM), else
+    ``reasoning`` (the newer name in vLLM and some gateways); None when neither holds text.
+
+    >>> separate_reasoning({"reasoning": " r "}), separate_reasoning({"reasoning_content": ""})
+    ('r', None)
+    """
+    for name in ("reasoning_content", "reasoning"):
+        value = message_field(message, name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
 def split_reasoning(message: Any) -> tuple[str | None, str, str]:
     """``(reasoning, source, answer)`` of a chat completion message (dict or openai SDK object).
 
     The reasoning is ``reasoning_content`` where the server returns it (DeepSeek, vLLM's reasoning
-    parsers), else a leading ``<think>...</think>`` block of the content, else none. The answer is
-    the content without any think block.
+    parsers; also read from a ``reasoning`` field, see :func:`separate_reasoning`), else a leading
+    ``<think>...</think>`` block of the content, else none. The answer is the content without any
+    think block.
 
     >>> split_reasoning({"content": "Paris.", "reasoning_content": "Capital of France."})
     ('Capital of France.', 'reasoning_content', 'Paris.')
@@ -58,14 +77,14 @@ def split_reasoning(message: Any) -> tuple[str | None, str, str]:
     >>> split_reasoning({"content": "<think>x</think>Paris.", "reasoning_content": "r"})
     ('r', 'reasoning_content', 'Paris.')
     """
-    content = _get(message, "content") or ""
+    content = message_field(message, "content") or ""
     if not isinstance(content, str):
         content = str(content)
     m = _THINK.match(content)
     answer = content[m.end():].strip() if m else content.strip()
-    reasoning = _get(message, "reasoning_content")
-    if isinstance(reasoning, str) and reasoning.strip():
-        return reasoning.strip(), "reasoning_content", answer
+    reasoning = separate_reasoning(message)
+    if reasoning is not None:
+        return reasoning, "reasoning_content", answer
     if m:
         return m.group(1).strip(), "think_tag", answer
     return None, "none", answer
