@@ -64,3 +64,42 @@ class GenerateConfig:
             raise ConfigError(did_you_mean(self.precision, PRECISIONS, "precision"))
         if self.do_sample and (self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0):
             raise ConfigError("sampling needs temperature > 0, 0 < top_p <= 1 and top_k >= 0")
+
+
+def hf_sampling(do_sample: bool, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0) -> dict:
+    """``transformers.GenerationConfig`` decoding fields, every one explicit (``top_k`` 0 = off).
+
+    Left unset, transformers fills ``top_k`` with 50; an explicit 0 turns it off, as ``-1`` does in vLLM.
+
+    >>> hf_sampling(True, 0.7, 0.9, 0)
+    {'do_sample': True, 'num_beams': 1, 'temperature': 0.7, 'top_p': 0.9, 'top_k': 0, 'min_p': None, \
+'typical_p': 1.0, 'repetition_penalty': 1.0}
+    >>> hf_sampling(False)
+    {'do_sample': False, 'num_beams': 1}
+    """
+    if not do_sample:
+        return {"do_sample": False, "num_beams": 1}
+    return {"do_sample": True, "num_beams": 1, "temperature": float(temperature), "top_p": float(top_p),
+            "top_k": int(top_k), "min_p": None, "typical_p": 1.0, "repetition_penalty": 1.0}
+
+
+def vllm_sampling(do_sample: bool, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, *,
+                  max_new_tokens: int, stop_token_ids=(), seed: int | None = None) -> dict:
+    """``vllm.SamplingParams`` keyword arguments meaning the same as :func:`hf_sampling` (``top_k`` off = -1).
+
+    Greedy is temperature 0 (vLLM then ignores the other sampling values).
+
+    >>> vllm_sampling(True, 0.7, 0.9, 0, max_new_tokens=500, stop_token_ids={2}, seed=7)["top_k"]
+    -1
+    >>> vllm_sampling(False, max_new_tokens=5)
+    {'max_tokens': 5, 'stop_token_ids': [], 'skip_special_tokens': True, 'ignore_eos': False, 'temperature': 0.0, \
+'top_p': 1.0, 'top_k': -1, 'min_p': 0.0, 'repetition_penalty': 1.0, 'presence_penalty': 0.0, \
+'frequency_penalty': 0.0, 'seed': None}
+    """
+    common = {"max_tokens": int(max_new_tokens), "stop_token_ids": sorted(int(i) for i in stop_token_ids),
+              "skip_special_tokens": True, "ignore_eos": False}
+    neutral = {"min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+    if not do_sample:
+        return {**common, "temperature": 0.0, "top_p": 1.0, "top_k": -1, **neutral, "seed": None}
+    return {**common, "temperature": float(temperature), "top_p": float(top_p),
+            "top_k": int(top_k) if top_k > 0 else -1, **neutral, "seed": seed}

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .base import Completion, cut_at_stop
+from .config import hf_sampling
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:
@@ -53,11 +54,12 @@ class HFGenerator:
         self.do_sample = do_sample
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.stop_ids)
-        sampling = {"temperature": temperature, "top_p": top_p, "top_k": top_k or None} if do_sample else {}
-        # A fresh config replaces the model's own (a Hub model's may turn sampling on).
+        # A fresh config replaces the model's own (a Hub model's may turn sampling on); every sampling value is
+        # explicit, so it means what vLLM's does (transformers' unset top_k would be 50).
         model.generation_config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=sorted(self.stop_ids),
-            pad_token_id=self.pad_id, bos_token_id=tokenizer.bos_token_id, use_cache=True, **sampling)
+            max_new_tokens=max_new_tokens, eos_token_id=sorted(self.stop_ids), pad_token_id=self.pad_id,
+            bos_token_id=tokenizer.bos_token_id, use_cache=True,
+            **hf_sampling(do_sample, temperature, top_p, top_k))
 
     def generate(self, prompts: Sequence[Sequence[int]], *, seed: int = 0) -> list[Completion]:
         import torch

@@ -102,13 +102,18 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
                           "rerun with the same settings to resume, or write to another --output-file")
 
 
-def _merged_folder(student, adapter: Path, adapter_sha: str, prec: str) -> Path:
-    """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode)."""
+def _merged_folder(student, adapter: Path, prec: str) -> Path:
+    """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode).
+
+    Keyed by the base student's weight hashes and the adapter's full hashes (:func:`.vllm.merged_cache_key`).
+    """
     from .. import students
     from ..train.hardware import torch_dtype
     from .hf import load_model_with_adapter
+    from .vllm import adapter_hashes, merged_cache_key
 
-    target = students.cache_dir() / "merged" / f"{adapter_sha[:16]}-{prec}"
+    key = merged_cache_key(students.weight_hashes(student), adapter_hashes(adapter), prec)
+    target = students.cache_dir() / "merged" / key
     if (target / "config.json").is_file():
         return target
     import os
@@ -124,7 +129,6 @@ def _merged_folder(student, adapter: Path, adapter_sha: str, prec: str) -> Path:
             os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return target
     return target
 
 
@@ -147,7 +151,7 @@ def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec
         if adapter is not None:
             rank = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r")
             if cfg.merge_adapter:
-                source, served = str(_merged_folder(student, adapter, settings["adapter_sha256"] or "x", prec)), None
+                source, served = str(_merged_folder(student, adapter, prec)), None
         stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
         try:
             from transformers import GenerationConfig

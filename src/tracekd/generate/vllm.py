@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .base import Completion
+from .config import vllm_sampling
 
 #: LoRA ranks vLLM accepts for ``max_lora_rank``
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -26,6 +27,52 @@ def lora_rank_slot(r: int) -> int:
         if r <= slot:
             return slot
     raise ValueError(f"LoRA rank {r} is above vLLM's largest ({_VLLM_RANKS[-1]}); use merge_adapter")
+
+
+#: files of a PEFT adapter folder that hold its weights (tracekd writes safetensors)
+ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def adapter_hashes(adapter: Path) -> dict[str, str]:
+    """Full sha256 of an adapter's weights and config; an adapter without weights is an error."""
+    from ..errors import ConfigError
+    from ..io import sha256_file
+
+    adapter = Path(adapter)
+    weights = [n for n in ADAPTER_WEIGHT_FILES if (adapter / n).is_file()]
+    if not weights:
+        raise ConfigError(f"adapter folder {adapter} has no {ADAPTER_WEIGHT_FILES[0]} (nor {ADAPTER_WEIGHT_FILES[1]}); "
+                          "is the training finished? (`tracekd train --resume` finishes it)")
+    names = weights + [n for n in ("adapter_config.json",) if (adapter / n).is_file()]
+    return {n: sha256_file(adapter / n) for n in names}
+
+
+def merged_cache_key(base_weights: dict[str, str], adapter_files: dict[str, str], precision: str) -> str:
+    """The cache folder name of a student merged with an adapter: both identities in full, and the precision.
+
+    >>> base = {"model.safetensors": "a" * 64}
+    >>> k = merged_cache_key(base, {"adapter_model.safetensors": "b" * 64}, "bf16")
+    >>> k.endswith("-bf16"), k == merged_cache_key({"model.safetensors": "c" * 64},
+    ...                                            {"adapter_model.safetensors": "b" * 64}, "bf16")
+    (True, False)
+    >>> merged_cache_key({}, {"adapter_model.safetensors": "b" * 64}, "bf16")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    tracekd.errors.ConfigError: the base student's weights could not be hashed ...
+    """
+    import json
+
+    from ..errors import ConfigError
+    from ..io import sha256_text
+
+    if not base_weights:
+        raise ConfigError("the base student's weights could not be hashed (a Hub id not in the local cache?), so a "
+                          "merged copy cannot be keyed to them: download the student first, or serve the adapter "
+                          "as a LoRA request (leave out --merge-adapter)")
+    if not any(n in adapter_files for n in ADAPTER_WEIGHT_FILES):
+        raise ConfigError(f"no adapter weights among {sorted(adapter_files)}: refusing a merged-model key without them")
+    blob = json.dumps({"base": base_weights, "adapter": adapter_files, "precision": precision}, sort_keys=True)
+    return f"{sha256_text(blob)[:32]}-{precision}"
 
 
 class VLLMGenerator:
@@ -44,6 +91,9 @@ class VLLMGenerator:
             from ..errors import ConfigError
 
             raise ConfigError(f"--backend vllm needs vLLM (a CUDA GPU): pip install 'tracekd[vllm]' ({e})") from None
+        from ..devices import check_vllm_memory
+
+        check_vllm_memory(gpu_memory_utilization)  # vLLM's own refusal does not say what holds the memory
         kwargs = {}
         if adapter is not None:
             kwargs.update(enable_lora=True, max_lora_rank=lora_rank_slot(lora_rank or 16), max_loras=1)
@@ -59,13 +109,9 @@ class VLLMGenerator:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        if self.do_sample:
-            params = SamplingParams(max_tokens=self.max_new_tokens, temperature=self.temperature, top_p=self.top_p,
-                                    top_k=self.top_k if self.top_k > 0 else -1, seed=seed,
-                                    stop_token_ids=self.stop_ids, skip_special_tokens=True)
-        else:
-            params = SamplingParams(max_tokens=self.max_new_tokens, temperature=0.0,
-                                    stop_token_ids=self.stop_ids, skip_special_tokens=True)
+        params = SamplingParams(**vllm_sampling(self.do_sample, self.temperature, self.top_p, self.top_k,
+                                                max_new_tokens=self.max_new_tokens, stop_token_ids=self.stop_ids,
+                                                seed=seed))
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], params,
                                  lora_request=self.lora, use_tqdm=False)
         results = []
