@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 HELP = "human rating study of trace types: build, serve, export, analyze, power"
 
@@ -51,6 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="token for /admin (default: $TRACEKD_STUDY_ADMIN_TOKEN, else a random one printed once)")
     s.add_argument("--secure-cookies", action="store_true",
                    help="mark cookies Secure (set this when the study is served over HTTPS)")
+    s.add_argument("--access-log", action="store_true",
+                   help="log every request line (off by default: study links carry Prolific ids)")
     s.set_defaults(_step=_serve)
 
     e = sub.add_parser("export", help="write responses, participants (exclusion flags) and codebook")
@@ -146,8 +149,12 @@ def _serve(args) -> int:
         raise ConfigError("the admin token must be at least 12 characters")
     app = create_app(args.study_dir, db_url=args.db, admin_token=token, secure_cookies=args.secure_cookies)
     print(f"participants: http://{args.host}:{args.port}/start   admin: http://{args.host}:{args.port}/admin")
+    cfg = app.state.store.cfg
     print(f"storing to {app.state.store.url.split('@')[-1]}")
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=True)
+    if "{code}" in cfg.completion_url and not cfg.completion_code:
+        print("warning: completion_url has {code} but the study config sets no completion_code", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", proxy_headers=True,
+                access_log=args.access_log)
     return 0
 
 

@@ -296,6 +296,8 @@ def plot_likert(a: dict) -> bytes:
     statements, conditions, k = list(a["statements"]), a["conditions"], a["points"]
     dist = {(r["condition"], r["statement"]): r["distribution"] for r in a["items"]}
     colors = matplotlib.colormaps["RdBu"](np.linspace(0.1, 0.9, k))
+    if k % 2:
+        colors[k // 2] = (0.75, 0.75, 0.75, 1.0)  # the neutral point in grey, visible on white
     fig = _figure(8, 1.0 + 0.45 * len(conditions) * len(statements))
     axes = fig.subplots(len(statements), 1, squeeze=False, sharex=True)
     for ax, stmt in zip(axes[:, 0], statements):

@@ -71,7 +71,7 @@ def _load_condition(cfg: StudyConfig, cond, build_dir: Path) -> tuple[Path, dict
     path = source / cond.arm / f"{cfg.split}.jsonl"
     if not path.is_file():
         raise ConfigError(f"condition {cond.name!r}: no arm file {path} (arms there: "
-                          f"{', '.join(sorted(p.name for p in source.iterdir() if p.is_dir())) or 'none'})"
+                          f"{', '.join(sorted(p.name for p in source.iterdir() if p.is_dir() and p.name != 'examples')) or 'none'})"
                           if source.is_dir() else f"condition {cond.name!r}: no build folder {source}")
     examples = _load_examples(source, cfg.split)
     if source != build_dir:
