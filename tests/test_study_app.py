@@ -91,6 +91,7 @@ def test_consent_to_completion_redirect_with_prolific_ids_recorded(app):
     c.post("/instructions")
     page = c.get(current_page(c))
     assert "Page 1 of 2" in page.text and "<progress" in page.text
+    assert "script" not in page.text and "default-src 'none'" in page.headers["content-security-policy"]
     # every statement's radios are labelled, native inputs (keyboard: Tab to a group, arrows within it)
     assert page.text.count('type="radio"') == 5 * len(form_of(page.text)[2])
     assert page.text.count("<legend") == len(form_of(page.text)[2])

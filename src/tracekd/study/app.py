@@ -51,6 +51,9 @@ def create_app(study_dir: str | Path, *, db_url: str | None = None, admin_token:
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Frame-Options"] = "DENY"
         resp.headers["Referrer-Policy"] = "no-referrer"
+        # no scripts, no external anything: the pages are plain forms with inline CSS
+        resp.headers["Content-Security-Policy"] = ("default-src 'none'; style-src 'unsafe-inline'; "
+                                                   "frame-ancestors 'none'; base-uri 'none'")
         return resp
 
     def message(request: Request, status: int, text: str, heading: str = "Sorry") -> HTMLResponse:
