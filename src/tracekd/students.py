@@ -261,6 +261,31 @@ def load_tokenizer(student: Student):
     return tok
 
 
+#: the date pinned into chat templates that stamp today's date (Llama 3.x's own fallback when no clock is given)
+PINNED_TEMPLATE_DATE = "26 Jul 2024"
+
+
+def pin_template_kwargs(chat_template: str | dict | None, kwargs: dict | None) -> dict:
+    """Chat-template variables with the date pinned where the template stamps today's date.
+
+    Llama 3.x templates write ``Today Date: <date_string>`` into every system turn and fill
+    ``date_string`` from the clock when it is not given, so token ids would change with the
+    calendar day; tracekd gives the template's own variable a fixed value unless one is set.
+
+    >>> pin_template_kwargs("Today Date: {{ date_string }}", {})
+    {'date_string': '26 Jul 2024'}
+    >>> pin_template_kwargs("Today Date: {{ date_string }}", {"date_string": "01 Jan 2025"})
+    {'date_string': '01 Jan 2025'}
+    >>> pin_template_kwargs("<|im_start|>{{ content }}", {"enable_thinking": True})
+    {'enable_thinking': True}
+    """
+    text = " ".join(chat_template.values()) if isinstance(chat_template, dict) else (chat_template or "")
+    out = dict(kwargs or {})
+    if "date_string" in text and "date_string" not in out:
+        out["date_string"] = PINNED_TEMPLATE_DATE
+    return out
+
+
 def load_model(student: Student, *, dtype=None, quantization_config=None, device_map=None):
     """The student as an ``AutoModelForCausalLM`` (float32 unless ``dtype`` says otherwise)."""
     import torch

@@ -47,9 +47,10 @@ class GenerateConfig:
     gpu_memory_utilization: float = field(default=0.9, metadata={"help": "vllm: fraction of GPU memory to use"})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs to shard the model over"})
     chat_template_kwargs: dict | None = field(default=None, metadata={
-        "help": "extra arguments of the chat template: a JSON object on the command line "
-                "(--chat-template-kwargs '{\"enable_thinking\": false}' for Qwen3), a mapping in a YAML config "
-                "(chat_template_kwargs: {enable_thinking: false}); default: the adapter's training setting"})
+        "help": "extra variables of the chat template: a JSON object on the command line "
+                "(--chat-template-kwargs '{\"date_string\": \"26 Jul 2024\"}'), a mapping in a YAML config "
+                "(chat_template_kwargs: {date_string: 26 Jul 2024}); default: the adapter's training setting "
+                "(a template that stamps the date gets the same pinned date)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar with tokens/s"})
 
     def __post_init__(self) -> None:

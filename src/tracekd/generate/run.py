@@ -189,6 +189,9 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
     ctk = cfg.chat_template_kwargs
     if ctk is None:
         ctk = trained.get("chat_template_kwargs") or {}
+    student = students.resolve(student_name)
+    tokenizer = students.load_tokenizer(student)
+    ctk = students.pin_template_kwargs(tokenizer.chat_template, ctk)  # the training's date, or the same pinned one
     dev = hardware.device()
     prec = hardware.precision(cfg.precision, dev)
     settings = _settings(cfg, student_name, adapter, prec, ctk)
@@ -200,12 +203,10 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
         _check_same(json.loads(mpath.read_text(encoding="utf-8")).get("settings", {}), settings, out, len(done))
     todo = [r for r in rows if r.id not in done]
 
-    student = students.resolve(student_name)
     stats = {"rows": len(rows), "resumed_with": len(done), "generated_now": 0, "completion_tokens_now": 0,
              "seconds_now": 0.0}
     write_json(mpath, _manifest(cfg, settings, student, stats, complete=False))
     if todo:
-        tokenizer = students.load_tokenizer(student)
         prompts = [prompt_ids(tokenizer, r.prompt, ctk) for r in todo]
         order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
         backend = _backend(cfg, student, tokenizer, adapter, prec, dev, settings)

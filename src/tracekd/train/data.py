@@ -2,9 +2,18 @@
 
 Tokenisation follows TRL's ``SFTTrainer`` for conversational prompt-completion rows: the prompt
 goes through the chat template with the generation prompt, prompt + completion through the chat
-template as one conversation, and the completion starts where the two token sequences diverge.
-Only completion tokens carry a loss (the others are labelled -100). The rows handed to the
-trainer are already tokenised, so what the preflight checks is exactly what is trained.
+template as one conversation, and the completion is what follows the prompt. Only completion
+tokens carry a loss (the others are labelled -100). The rows handed to the trainer are already
+tokenised, so what the preflight checks is exactly what is trained.
+
+Unlike TRL (which only warns), the preflight requires the generation prompt to be an exact prefix
+of prompt + completion for every row: otherwise the model would be trained on a context it never
+sees at generation, with a wrong loss mask. A template setting can break this (Qwen3 with
+``enable_thinking: false`` closes an empty ``<think>`` block in the generation prompt, while a
+completion with a ``<think>`` trace is rendered inside the template's own block); such rows fail,
+naming the row and the setting. Where the texts agree and only the tokens merge across the
+boundary (a tokenizer whose pre-tokenizer joins the prompt's last newline with the completion),
+the completion is tokenised after the prompt's own tokens, so the prefix holds token for token.
 """
 
 from __future__ import annotations
@@ -81,21 +90,32 @@ def subset(rows: Sequence[Any], n: int | None, seed: int) -> list[Any]:
     return [rows[i] for i in keep]
 
 
-def completion_labels(prompt_ids: Sequence[int], full_ids: Sequence[int]) -> tuple[list[int], int]:
-    """Labels for ``full_ids`` with the prompt masked, and the prompt length used.
+def text_divergence(prompt_text: str, full_text: str) -> int | None:
+    """Where ``prompt_text`` stops being a prefix of ``full_text`` (None: it is one).
 
-    The completion starts where the tokenised prompt and prompt + completion diverge (as in TRL:
-    some chat templates render the prompt alone differently).
-
-    >>> completion_labels([1, 2, 3], [1, 2, 3, 7, 8])
-    ([-100, -100, -100, 7, 8], 3)
-    >>> completion_labels([1, 2, 9], [1, 2, 3, 7])
-    ([-100, -100, 3, 7], 2)
+    >>> text_divergence("<s>user\\nhi", "<s>user\\nhi ok") is None
+    True
+    >>> text_divergence("a<think></think>", "a<think>trace</think>")
+    8
     """
-    from trl.data_utils import common_prefix_length
+    if full_text.startswith(prompt_text):
+        return None
+    n = 0
+    for a, b in zip(prompt_text, full_text):
+        if a != b:
+            break
+        n += 1
+    return n
 
-    n = common_prefix_length(list(prompt_ids), list(full_ids))
-    return [IGNORE_INDEX] * n + list(full_ids[n:]), n
+
+class TemplateMismatch(ValueError):
+    """The generation prompt is not a prefix of prompt + completion as the chat template renders them."""
+
+    def __init__(self, prompt_text: str, full_text: str, at: int):
+        self.prompt_end = prompt_text[max(0, at - 30):at + 30]
+        self.full_at = full_text[max(0, at - 30):at + 30]
+        super().__init__(f"the generation prompt has {self.prompt_end!r} where prompt + completion has "
+                         f"{self.full_at!r}")
 
 
 def _ids(encoded: Any) -> list[int]:
@@ -110,12 +130,24 @@ def prompt_ids(tokenizer, messages: Sequence[dict], chat_template_kwargs: dict |
 
 
 def tokenize_row(tokenizer, row: SFTRow, chat_template_kwargs: dict | None = None) -> tuple[list[int], list[int]]:
-    """``(input_ids, labels)`` of one row, labels -100 outside the completion."""
-    p = prompt_ids(tokenizer, row.prompt, chat_template_kwargs)
+    """``(input_ids, labels)`` of one row, labels -100 on the generation prompt, which ``input_ids`` starts with.
+
+    Raises :class:`TemplateMismatch` when the rendered generation prompt is not a prefix of the
+    rendered prompt + completion.
+    """
+    ctk = chat_template_kwargs or {}
+    p = prompt_ids(tokenizer, row.prompt, ctk)
     full = _ids(tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=True,
-                                              return_dict=True, **(chat_template_kwargs or {})))
-    labels, _ = completion_labels(p, full)
-    return full, labels
+                                              return_dict=True, **ctk))
+    if full[:len(p)] != p:
+        p_text = tokenizer.apply_chat_template(list(row.prompt), tokenize=False, add_generation_prompt=True, **ctk)
+        full_text = tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=False, **ctk)
+        at = text_divergence(p_text, full_text)
+        if at is not None:
+            raise TemplateMismatch(p_text, full_text, at)
+        # same text, tokens merged across the boundary: the completion goes after the prompt's own tokens
+        full = p + _ids(tokenizer(full_text[len(p_text):], add_special_tokens=False))
+    return full, [IGNORE_INDEX] * len(p) + full[len(p):]
 
 
 @dataclass
@@ -166,17 +198,40 @@ class Preflight:
                          + "\nraise --max-length, or pass --drop-overlong to leave them out (never truncated)")
 
 
+def template_mismatch_error(mismatched: Sequence[tuple[int, str, TemplateMismatch]], path: str | Path,
+                            chat_template_kwargs: dict | None, limit: int = 5) -> DataError:
+    """The preflight's error for rows whose generation prompt is not a prefix of prompt + completion."""
+    setting = f"chat_template_kwargs {chat_template_kwargs!r}" if chat_template_kwargs else \
+        "the student's chat template with no extra settings (chat_template_kwargs {})"
+    lines = [f"  {path}:{line}: id {rid!r}: {e}" for line, rid, e in list(mismatched)[:limit]]
+    more = f"\n  ... and {len(mismatched) - limit} more" if len(mismatched) > limit else ""
+    hint = ("leave enable_thinking unset for arms whose completions carry a <think> trace (Qwen3's "
+            "enable_thinking: false closes an empty <think> block in the generation prompt)"
+            if (chat_template_kwargs or {}).get("enable_thinking") is False else
+            "change the chat template setting, or use a student whose template renders a prompt the same alone "
+            "and followed by its completion")
+    return DataError(f"preflight: for {len(mismatched)} row(s) the generation prompt is not a prefix of prompt + "
+                     f"completion under {setting}, so training would see a context generation never shows and "
+                     f"mask the wrong tokens:\n" + "\n".join(lines) + more + f"\n{hint}", path=path)
+
+
 def preflight(rows: Sequence[LineRow], tokenizer, max_length: int, *, path: str | Path = "",
               drop: bool = False, chat_template_kwargs: dict | None = None) -> tuple[list[Tokenized], Preflight]:
     """Tokenise every row; report (and with ``drop``, leave out) over-long and untrainable rows.
 
-    Without ``drop`` any problem raises a :class:`DataError` listing the rows by file and line.
+    Without ``drop`` any problem raises a :class:`DataError` listing the rows by file and line. Rows whose
+    generation prompt is not a prefix of prompt + completion always raise (naming the template setting).
     """
     report = Preflight(path=str(path), rows=len(rows), max_length=max_length)
     kept: list[Tokenized] = []
     total = 0
+    mismatched: list[tuple[int, str, TemplateMismatch]] = []
     for lr in rows:
-        ids, labels = tokenize_row(tokenizer, lr.row, chat_template_kwargs)
+        try:
+            ids, labels = tokenize_row(tokenizer, lr.row, chat_template_kwargs)
+        except TemplateMismatch as e:
+            mismatched.append((lr.line, lr.row.id, e))
+            continue
         t = Tokenized(lr.row.id, lr.line, ids, labels)
         total += len(ids)
         report.longest = max(report.longest, len(ids))
@@ -188,6 +243,8 @@ def preflight(rows: Sequence[LineRow], tokenizer, max_length: int, *, path: str 
             kept.append(t)
             report.trainable_tokens += t.trainable
     report.mean_tokens = total / max(1, len(rows))
+    if mismatched:  # never dropped: the template setting is wrong for the whole arm
+        raise template_mismatch_error(mismatched, path, chat_template_kwargs)
     if report.problems and not drop:
         raise report.error()
     report.dropped = report.problems
