@@ -167,8 +167,12 @@ def test_score_messy_generations_file(babi_build, counts, tmp_path):
     assert summary["lines"]["blank"] == [2]
     assert [x["line"] for x in summary["lines"]["invalid"]] == [4]
     assert summary["lines"]["duplicates"] == [{"line": 6, "id": e0.id}]
-    assert summary["lines"]["unknown"] == [{"line": 9, "id": "nope/1"}]
+    assert [(x["line"], x["id"]) for x in summary["lines"]["unknown"]] == [(9, "nope/1")]
+    assert "unknown id 'nope/1'" in summary["lines"]["unknown"][0]["reason"]
     assert len(summary["missing"]) == counts[1] - 5
+    # examples without a generation are judged `missing` and stay in every denominator
+    assert summary["summary"]["n"] == counts[1] and summary["summary"]["status"]["missing"] == counts[1] - 5
+    assert by_id[examples[-1].id].status == "missing" and not by_id[examples[-1].id].answer_ok
 
 
 def test_score_join_without_id_fails_clearly_on_a_miss(babi_build, tmp_path):

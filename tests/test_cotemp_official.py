@@ -77,7 +77,7 @@ def run(row: dict, text: str):
     ("Answer: Mary Odili", " mary odili"),
     ("assistant\nI think Mary Odili", "\ni  mary odili"),
     ("<think>hmm</think> Mary Odili", "<>hmm</> mary odili"),               # no answer tag
-    ("<answer>Mary Odili", "<answer>mary odili"),                           # unclosed: not a tag
+    ("<answer>Mary Odili", "mary odili"),                                   # unclosed: to the end of the text
 ])
 def test_extract_prediction(text, expected):
     assert extract_prediction(text) == expected

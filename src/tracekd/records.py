@@ -24,7 +24,8 @@ from .errors import DataError
 Split = Literal["train", "test"]
 FinishReason = Literal["stop", "length"]
 
-#: Parse statuses of a generated text. Only ``ok`` can ever be judged correct on the trace.
+#: Parse statuses of a generated text (``missing``: the example has no generation). Only ``ok`` can ever
+#: be judged correct on the trace; every status stays in every denominator.
 STATUSES = (
     "ok",
     "no_trace",
@@ -33,6 +34,7 @@ STATUSES = (
     "unparseable_evidence",
     "truncated",
     "empty",
+    "missing",
 )
 
 

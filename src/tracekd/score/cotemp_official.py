@@ -1,10 +1,13 @@
 """``cotemp-official``: compatibility mode reproducing the CoTempQA benchmark's own lenient scorer.
 
 Use it only to compare with numbers published with that scorer; tracekd's default is ``strict``.
-The scorer, step by step, on the whole generated text:
+The judge hands it the raw text of every output, whatever tracekd's parse status (no answer, cut off,
+unreadable trace): the reference scorer looks at no tag beyond its own extraction. The scorer, step by
+step, on the whole generated text:
 
 1. Lowercase the prediction.
-2. Keep the text inside ``<answer>...</answer>`` if present; else, if it contains
+2. Keep the text after ``<answer>`` up to ``</answer>`` (or to the end, when it is not closed) if
+   ``<answer>`` is present; else, if it contains
    ``"answer the question based on"``, the text before it; else, if it contains ``" answer "``,
    the text after it; else, if it contains ``"answer:"``, the text after it. ("After" is the
    benchmark's ``text.split(sep)[1]``: up to a second occurrence of ``sep``, if any.)
@@ -71,7 +74,6 @@ PATTERNS: tuple[str, ...] = (
 )
 _COMPILED = {rel: [re.compile(p.format(rel=re.escape(rel))) for p in PATTERNS] for _, rel in RELATIONS}
 _PUNCT = set(string.punctuation)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 
 
 def normalize(s: str) -> str:
@@ -98,11 +100,14 @@ def extract_prediction(text: str) -> str:
     'is nkt'
     >>> extract_prediction("Final answer: NKT")
     ' nkt'
+    >>> extract_prediction("<think>x</think><answer>NKT and Orange")   # never closed: to the end
+    'nkt and orange'
+    >>> extract_prediction("<think>I think NKT fits")                   # unclosed think: the whole text
+    '<>i  nkt fits'
     """
     p = text.lower()
-    m = _ANSWER.search(p)
-    if m:
-        p = m.group(1)
+    if "<answer>" in p:
+        p = p.split("<answer>")[1].split("</answer>")[0]
     elif "answer the question based on" in p:
         p = p.split("answer the question based on")[0]
     elif " answer " in p:

@@ -7,8 +7,12 @@ tag case and spaces inside tags (``< THINK >``); a missing ``<think>`` when ``</
 ``<answer>`` or the end of text, ``</answer>`` at the end of text); an untagged answer after
 ``</think>``.
 
-The class label is the text after the template's class-sentence prefix up to the end of that line
-(or the start of the evidence sentence), with the sentence's fixed ending (``.``) removed once.
+The class label is the text after the template's class sentence up to the end of that line (or the
+start of the evidence sentence), with the sentence's fixed ending (``.``) removed once. The class
+sentence is matched tolerantly: its last sentence only (the preamble, e.g. "The category of the question
+represents what is being asked in that question.", may be there or not), in any case, with or without
+its colon, with or without the full stop after the label. An empty thinking block before the output
+(``<think>\n\n</think>``, as Qwen3-style chat templates emit with thinking off) is skipped.
 The evidence is what follows the evidence-sentence prefix, read as a JSON list, a Python list
 (:func:`ast.literal_eval`, never ``eval``), comma-separated quoted strings, or one item per line
 (optionally bulleted ``-``/``*``/``1.``/``1)`` and/or quoted). List items must be strings.
@@ -86,11 +90,28 @@ def _words(fixed: str) -> re.Pattern:
     return re.compile(r"\s+".join(re.escape(w) for w in fixed.split()), re.IGNORECASE)
 
 
+def _class_words(prefix: str) -> re.Pattern:
+    """The tolerant pattern of a class sentence's fixed text before the label: its last sentence only,
+    any case, any whitespace, the final colon optional (a word boundary then).
+
+    >>> p = _class_words("Preamble here. The category of the question asked is: ")
+    >>> [bool(p.search(t)) for t in ("the CATEGORY of the question asked is counting",
+    ...                              "The category of the question asked is: x", "asked isolated")]
+    [True, True, False]
+    """
+    text = prefix.strip()
+    colon = text.endswith(":")
+    text = text[:-1].rstrip() if colon else text
+    last = re.split(r"(?<=[.!?])\s+", text)[-1]
+    words = r"\s+".join(re.escape(w) for w in last.split())
+    return re.compile(words + (r"(?:\s*:|\b)" if colon else r"\b"), re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=64)
 def _patterns(template: Template) -> _Patterns:
     cpre, csuf = template.class_affixes
     epre, esuf = template.evidence_affixes
-    return _Patterns(_words(cpre), csuf.strip(), _words(epre), esuf.strip())
+    return _Patterns(_class_words(cpre), csuf.strip(), _words(epre), esuf.strip())
 
 
 def _unwrap(text: str) -> str:
@@ -220,11 +241,18 @@ def parse(text: str, template: Template | str, finish_reason: str | None = None)
     if not t:
         return ParsedOutput("empty")
 
-    # the think block
+    # the think block; empty ones in front (a chat template's "thinking off") are skipped
     think: str | None = None
     rest = 0
     open_think = _OPEN_THINK.search(t)
     close_think = _CLOSE_THINK.search(t, open_think.end() if open_think else 0)
+    while open_think and close_think and not t[open_think.end():close_think.start()].strip():
+        following = _OPEN_THINK.search(t, close_think.end())
+        if following is None:
+            break
+        t = t[close_think.end():].lstrip()
+        open_think = _OPEN_THINK.search(t)
+        close_think = _CLOSE_THINK.search(t, open_think.end())
     if open_think or close_think:
         start = open_think.end() if open_think else 0
         if close_think:
