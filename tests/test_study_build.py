@@ -164,3 +164,39 @@ def test_power_command(capsys):
     assert tracekd(["study", "power", "--effect-size", "0.25", "--test", "anova", "--groups", "4"]) == 0
     assert "45 participants per group" in capsys.readouterr().out
     assert tracekd(["study", "power", "--effect-size", "-1"]) == 1
+
+
+def test_serve_command_runs_the_app_on_loopback(build, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from test_study_support import free_port
+
+    out = tmp_path / "s"
+    assert study(build, out) == 0
+    port = free_port()
+    env = {**os.environ, "TRACEKD_STUDY_ADMIN_TOKEN": ADMIN_TOKEN}
+    proc = subprocess.Popen([sys.executable, "-m", "tracekd.cli", "study", "serve", str(out), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/start?PROLIFIC_PID=abc", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.3)
+        assert r.status_code == 200 and 'value="abc"' in r.text
+        assert httpx.get(f"http://127.0.0.1:{port}/admin", timeout=5).status_code == 401
+        auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert httpx.get(f"http://127.0.0.1:{port}/admin", headers=auth, timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        log = proc.communicate(timeout=30)[0]
+    assert (out / "study.db").is_file()
+    assert "abc" not in log  # no access log: the Prolific id of the link is not in the server's output
+    assert ADMIN_TOKEN not in log

@@ -142,12 +142,14 @@ def _serve(args) -> int:
     from ..study.app import create_app
 
     token = args.admin_token or os.environ.get("TRACEKD_STUDY_ADMIN_TOKEN")
-    if token is None:
+    generated = token is None
+    if generated:
         token = secrets.token_urlsafe(24)
-        print(f"admin token (shown once): {token}")
     if len(token) < 12:
         raise ConfigError("the admin token must be at least 12 characters")
     app = create_app(args.study_dir, db_url=args.db, admin_token=token, secure_cookies=args.secure_cookies)
+    if generated:
+        print(f"admin token (shown once): {token}")
     print(f"participants: http://{args.host}:{args.port}/start   admin: http://{args.host}:{args.port}/admin")
     cfg = app.state.store.cfg
     print(f"storing to {app.state.store.url.split('@')[-1]}")
