@@ -195,9 +195,10 @@ def _analyze(args) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError
-    from ..io import read_json, read_records
+    from ..io import read_json
     from ..study.analyze import analyze, markdown_tables, write_analysis
     from ..study.config import load_study_config
+    from ..study.export import read_export
 
     src = Path(args.source)
     if (src / "study.json").is_file():
@@ -209,11 +210,6 @@ def _analyze(args) -> int:
         data = collect(store)
         cfg, inputs = store.cfg, {"database": str(src / "study.db") if args.db is None else "(--db)"}
     elif (src / "responses.jsonl").is_file() and (src / "participants.jsonl").is_file():
-        class _Row:
-            from_dict = staticmethod(lambda d: d)
-
-        data = {"responses": read_records(src / "responses.jsonl", _Row),
-                "participants": read_records(src / "participants.jsonl", _Row)}
         if args.config:
             c = Path(args.config)
             cfg = load_study_config(read_json(c / "study.json")["config"] if c.is_dir() else c)
@@ -221,7 +217,7 @@ def _analyze(args) -> int:
             cfg = load_study_config(read_json(src / "manifest.json")["config"])
         else:
             raise ConfigError(f"{src} has no manifest.json: pass --config")
-        _check_rows(data, src, cfg)
+        data = read_export(src, cfg)
         inputs = {"export": str(src)}
     else:
         raise ConfigError(f"{src} is neither a study folder (study.json) nor an export folder "
@@ -237,32 +233,6 @@ def _analyze(args) -> int:
 
         print(f"wrote {write_link(args.link, out / 'analysis.json')} (`tracekd report {args.link}` shows the ratings)")
     return 0
-
-
-def _check_rows(data: dict, src, cfg) -> None:
-    """Exported rows have the fields and values the analysis reads; a bad one is named by file and line."""
-    from ..errors import DataError
-
-    conds = {c.name for c in cfg.conditions}
-    stmts = {it.id for it in cfg.likert_items} | {a.id for a in cfg.attention_checks}
-    for i, r in enumerate(data["responses"], start=1):
-        where = dict(path=src / "responses.jsonl", line=i)
-        for k in ("participant", "item_id", "statement", "condition"):
-            if not isinstance(r.get(k), str):
-                raise DataError("missing or not a string", field=k, **where)
-        if r["condition"] not in conds:
-            raise DataError(f"unknown condition {r['condition']!r}", field="condition", **where)
-        if r["statement"] not in stmts:
-            raise DataError(f"unknown statement {r['statement']!r}", field="statement", **where)
-        v = r.get("value")
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= cfg.points:
-            raise DataError(f"must be a whole number from 1 to {cfg.points}", field="value", **where)
-    for i, p in enumerate(data["participants"], start=1):
-        if not isinstance(p.get("participant"), str):
-            raise DataError("missing or not a string", path=src / "participants.jsonl", line=i, field="participant")
-        for k in ("excluded", "failed_attention", "too_fast", "incomplete"):
-            if not isinstance(p.get(k), bool):
-                raise DataError("must be true or false", path=src / "participants.jsonl", line=i, field=k)
 
 
 def _power(args) -> int:

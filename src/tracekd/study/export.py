@@ -158,3 +158,40 @@ def _redact(url: str) -> str:
     import sqlalchemy as sa
 
     return sa.make_url(url).render_as_string(hide_password=True)
+
+
+def read_export(folder: str | Path, cfg: StudyConfig) -> dict[str, list[dict]]:
+    """``responses`` and ``participants`` of an export folder (JSONL), checked: a row with a missing field, an
+    unknown condition or statement, or a value off the scale is a DataError naming file, line and field."""
+    from ..errors import DataError
+    from ..io import iter_jsonl
+
+    folder = Path(folder)
+    conds = {c.name for c in cfg.conditions}
+    stmts = {it.id for it in cfg.likert_items} | {a.id for a in cfg.attention_checks}
+    responses, people = [], []
+    path = folder / "responses.jsonl"
+    for line, r in iter_jsonl(path):
+        def bad(field: str, msg: str) -> DataError:
+            return DataError(msg, path=path, line=line, field=field)
+
+        for k in ("participant", "item_id", "statement", "condition"):
+            if not isinstance(r.get(k), str):
+                raise bad(k, "missing or not a string")
+        if r["condition"] not in conds:
+            raise bad("condition", f"unknown condition {r['condition']!r}")
+        if r["statement"] not in stmts:
+            raise bad("statement", f"unknown statement {r['statement']!r}")
+        v = r.get("value")
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= cfg.points:
+            raise bad("value", f"must be a whole number from 1 to {cfg.points}")
+        responses.append(r)
+    path = folder / "participants.jsonl"
+    for line, p in iter_jsonl(path):
+        if not isinstance(p.get("participant"), str):
+            raise DataError("missing or not a string", path=path, line=line, field="participant")
+        for k in ("excluded", "failed_attention", "too_fast", "incomplete"):
+            if not isinstance(p.get(k), bool):
+                raise DataError("must be true or false", path=path, line=line, field=k)
+        people.append(p)
+    return {"responses": responses, "participants": people}

@@ -118,6 +118,16 @@ def plan_pages(cfg: StudyConfig, items: list[dict], conditions: list[str], seq: 
     Each condition's items are permuted once by the study seed; participant ``seq`` takes the next
     window of that permutation (so every item is rated equally often, +-1), then the pages are put in an
     order seeded by ``order_seed`` and the attention checks placed on seeded pages.
+
+    >>> from tracekd.study.config import load_study_config
+    >>> cfg = load_study_config(overrides={"conditions": [{"name": "a"}], "items_per_condition": 4,
+    ...                                    "items_per_participant": 2})
+    >>> items = [{"id": f"a:{i}", "condition": "a"} for i in range(4)]
+    >>> first, second = (plan_pages(cfg, items, ["a"], seq, str(seq)) for seq in (0, 1))
+    >>> sorted(p["item"] for p in first + second)  # two participants see all four items once
+    ['a:0', 'a:1', 'a:2', 'a:3']
+    >>> sum("attention" in p["statements"] for p in first)
+    1
     """
     m = cfg.pages_per_condition()
     chosen = []
