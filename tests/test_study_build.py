@@ -72,6 +72,12 @@ def test_conditions_from_any_arm_and_rows_without_examples(build, tmp_path):
     dec = {it["example_id"]: it for it in items if it["condition"] == "decomposed"}
     assert len(raw) == 4 and all(r["question"] == dec[r["example_id"]]["question"] for r in raw)
     assert all(r["context"] == dec[r["example_id"]]["context"] for r in raw)
+    # the same from the command line alone
+    assert tracekd(["study", "build", str(build), "--out", str(tmp_path / "s2"), "--items-per-condition", "4",
+                    "--items-per-participant", "2", "--conditions",
+                    f"decomposed=correct,raw=teacher-trace@{tmp_path / 'elsewhere'}"]) == 0
+    again = json.loads((tmp_path / "s2" / "study.json").read_text())["items"]
+    assert [it["trace"] for it in again] == [it["trace"] for it in items]
 
 
 def test_a_run_folder_resolves_to_its_build_stage(build, tmp_path, capsys):

@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--config", metavar="YAML", help="study config (default: tracekd/study/default.yaml)")
     b.add_argument("--overwrite", action="store_true",
                    help="replace a study already in STUDY_DIR (never one with collected responses)")
-    b.add_argument("--conditions", metavar="NAME=ARM,...",
-                   help="conditions to compare, each an arm folder (overrides the config's conditions)")
+    b.add_argument("--conditions", metavar="NAME=ARM[@BUILD_DIR],...",
+                   help="conditions to compare, each an arm folder, in BUILD_DIR or the given build folder "
+                        "(overrides the config's conditions)")
     for name, kind, text in (("seed", int, "sampling seed"), ("items-per-condition", int, "items per condition"),
                              ("items-per-participant", int, "item pages per participant"),
                              ("split", str, "split to sample from"), ("design", str, "between or within")):
@@ -119,9 +120,10 @@ def _build(args) -> int:
         conds = []
         for part in args.conditions.split(","):
             name, _, arm = part.strip().partition("=")
+            arm, _, source = arm.partition("@")
             if not name:
                 raise ConfigError(f"--conditions: empty name in {args.conditions!r}")
-            conds.append({"name": name, "arm": arm or name})
+            conds.append({"name": name, "arm": arm or name, "source": source})
         over["conditions"] = conds
     cfg = load_study_config(args.config, over)
     m = build_study(cfg, args.build_dir, args.out, overwrite=args.overwrite)
