@@ -22,7 +22,7 @@ from .errors import ConfigError, TracekdError, did_you_mean
 from .io import manifest, refuse_existing, replace_dir, sha256_file, sha256_text, write_json, write_records
 from .records import Example, SFTRow
 from .score.steps import verify_steps
-from .traces.corrupt import ARMS, CannotCorrupt, Target, target_for
+from .traces.corrupt import ALL_ARMS, ARMS, TEACHER_ARMS, CannotCorrupt, Target, target_for
 from .traces.parse import parse
 from .traces.templates import Template, get_template, render_row
 
@@ -35,7 +35,7 @@ class BuildConfig:
     data: str = field(metadata={"help": "path to the dataset's raw files (folder or file)"})
     out: str = field(metadata={"help": "output directory"})
     arms: tuple[str, ...] = field(default=("vanilla", "correct", "incorrect"),
-                                  metadata={"help": f"arms to write, from {', '.join(ARMS)}"})
+                                  metadata={"help": f"arms to write, from {', '.join(ALL_ARMS)}"})
     seed: int = field(default=0, metadata={"help": "corruption seed (per example: seed + example id)"})
     template: str | None = field(default=None, metadata={"help": "trace template (default: the dataset's own)"})
     options: dict = field(default_factory=dict, metadata={"help": "dataset loader options (see `tracekd ls`)"})
@@ -43,12 +43,29 @@ class BuildConfig:
         "help": "keep a label-stratified, seeded subset of this many train examples"})
     max_test: int | None = field(default=None, metadata={"help": "the same for the test split"})
     subset_seed: int = field(default=0, metadata={"help": "seed of those subsets (independent of `seed`)"})
+    teacher_responses: tuple[str, ...] = field(default=(), metadata={
+        "help": "folders of `tracekd teacher` responses (answers, summaries, explanations); given, every arm "
+                "is restricted to the teacher-correct subset (the teacher arms need them)"})
+    teacher_answer: str = field(default="gold", metadata={
+        "help": "what the teacher arms put in <answer>: gold, or teacher (the teacher's own answer text)"})
+    teacher_prompts: str | None = field(default=None, metadata={
+        "help": "YAML file overriding prompts / class synonyms of tracekd/templates/teacher.yaml"})
+    teacher_scorer: str = field(default="strict", metadata={
+        "help": "scorer deciding whether the teacher's answer is right (strict: the method's; any answer scorer "
+                "of `tracekd ls`; none: keep every answered item, recorded)"})
+    teacher_trace: str = field(default="reasoning", metadata={
+        "help": "the teacher's trace: reasoning (what the server returned as reasoning_content or a <think> "
+                "block; items without one are dropped) or content (the whole answer text: a non-reasoning "
+                "teacher asked to think aloud)"})
 
     def __post_init__(self) -> None:
         self.arms = tuple(self.arms)
+        self.teacher_responses = tuple(self.teacher_responses)
         for arm in self.arms:
-            if arm not in ARMS:
-                raise ConfigError(did_you_mean(arm, ARMS, "arm"))
+            if arm not in ALL_ARMS:
+                raise ConfigError(did_you_mean(arm, ALL_ARMS, "arm"))
+        if not self.teacher_responses and set(self.arms) & set(TEACHER_ARMS):
+            raise ConfigError("teacher arms need teacher responses (--teacher-responses DIR)")
         if len(set(self.arms)) != len(self.arms):
             raise ConfigError(f"arms listed twice: {', '.join(self.arms)}")
 
@@ -177,11 +194,16 @@ def _write_build(config: BuildConfig, spec, template: Template, splits, out: Pat
     excluded_all: dict = {}
     cases_all: dict = {}
     loader_notes = {}
+    from .teacher.arms import ExtraArms  # teacher-correct subset, teacher arms, baselines
+
+    extra = ExtraArms(config, template, splits)
     for split, examples in splits.items():
         loaded = len(examples)
         limit = {"train": config.max_train, "test": config.max_test}.get(split)
-        examples = stratified_subset(examples, limit, config.subset_seed)
-        rows, kept, excluded, cases = build_rows(examples, config.arms, spec.labels, config.seed, template, progress)
+        examples = extra.subset(split, stratified_subset(examples, limit, config.subset_seed))
+        rows, kept, excluded, cases = build_rows(examples, tuple(a for a in config.arms if a in ARMS), spec.labels,
+                                                 config.seed, template, progress)
+        rows.update(extra.rows(split, kept))
         path = out / "examples" / f"{split}.jsonl"
         write_records(path, kept)
         files.append(path)
@@ -206,6 +228,7 @@ def _write_build(config: BuildConfig, spec, template: Template, splits, out: Pat
         excluded=excluded_all,
         loader_notes=loader_notes,
         loader_excluded=list(getattr(splits, "excluded", [])),
+        teacher=extra.manifest(),
         files={str(p.relative_to(out)): sha256_file(p) for p in files},
     )
     write_json(out / "manifest.json", m)

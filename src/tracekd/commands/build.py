@@ -54,6 +54,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-train", type=int, default=None, help="label-stratified seeded train subset size")
     parser.add_argument("--max-test", type=int, default=None, help="label-stratified seeded test subset size")
     parser.add_argument("--subset-seed", type=int, default=0, help="seed of the subsets (default: %(default)s)")
+    parser.add_argument("--teacher-responses", action="append", default=[], metavar="DIR",
+                        help="folder of `tracekd teacher` responses (repeatable: answers, summaries, explanations); "
+                             "every arm is then restricted to the teacher-correct subset")
+    parser.add_argument("--teacher-answer", default="gold", choices=("gold", "teacher"),
+                        help="<answer> of the teacher arms: the gold answer or the teacher's own text (default: %(default)s)")
+    parser.add_argument("--teacher-prompts", default=None, metavar="YAML",
+                        help="override tracekd/templates/teacher.yaml (prompts, class synonyms)")
+    parser.add_argument("--teacher-scorer", default="strict",
+                        help="scorer deciding whether the teacher's answer is right; none keeps every answered item "
+                             "(default: %(default)s, the method's)")
+    parser.add_argument("--teacher-trace", default="reasoning", choices=("reasoning", "content"),
+                        help="the teacher's trace: its returned reasoning, or its whole answer text (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -63,9 +75,15 @@ def run(args: argparse.Namespace) -> int:
     config = BuildConfig(dataset=args.dataset, data=args.data, out=args.out,
                          arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()),
                          seed=args.seed, template=args.template, options=parse_options(args.option),
-                         max_train=args.max_train, max_test=args.max_test, subset_seed=args.subset_seed)
+                         max_train=args.max_train, max_test=args.max_test, subset_seed=args.subset_seed,
+                         teacher_responses=tuple(args.teacher_responses), teacher_answer=args.teacher_answer,
+                         teacher_prompts=args.teacher_prompts, teacher_scorer=args.teacher_scorer,
+                         teacher_trace=args.teacher_trace)
     m = build(config, progress=not args.quiet, overwrite=args.overwrite)
     print(format_summary(m))
+    for split, sub in ((m.get("teacher") or {}).get("subset") or {}).items():
+        print(f"  {split}: teacher-correct subset {sub['kept']} of {sub['before']}; dropped: "
+              + (", ".join(f"{k} {v}" for k, v in sub["dropped"].items()) or "none"))
     print(f"wrote {args.out} (manifest.json lists every file with its sha256 and explains these words)")
     return 0
 

@@ -39,6 +39,7 @@ from .prompts import TeacherPrompts, load_prompts, zero_shot_format_prompt
 from .records import TeacherResponse
 
 ANSWER_CHOICES = ("gold", "teacher")
+TRACE_CHOICES = ("reasoning", "content")
 #: the responses each teacher arm needs besides the answer
 _NEEDS = {"teacher-summary": "summary", "teacher-explanation": "explanation"}
 RESPONSES_FILE = "responses.jsonl"
@@ -122,13 +123,21 @@ class TeacherArms:
     template: Template
     seed: int = 0
     answer: str = "gold"  # gold | teacher
-    scorer: str = "strict"
+    scorer: str = "strict"  # or any answer scorer; "none" keeps every answered item
     prompts: TeacherPrompts = field(default_factory=load_prompts)
+    trace_from: str = "reasoning"  # reasoning | content
 
     def __post_init__(self) -> None:
         if self.answer not in ANSWER_CHOICES:
             raise ConfigError(f"teacher answer must be one of {', '.join(ANSWER_CHOICES)}, got {self.answer!r}")
-        self._score = get_scorer(self.scorer)
+        if self.trace_from not in TRACE_CHOICES:
+            raise ConfigError(f"teacher trace must be one of {', '.join(TRACE_CHOICES)}, got {self.trace_from!r}")
+        self._score = None if self.scorer == "none" else get_scorer(self.scorer)
+
+    def reasoning(self, example_id: str) -> str:
+        """The teacher's trace for an item: its returned reasoning, or its whole answer text (``trace_from``)."""
+        r = self.responses[(example_id, "answer")]
+        return ((r.reasoning or "") if self.trace_from == "reasoning" else r.answer).strip()
 
     def subset(self, examples: list[Example], arms) -> tuple[list[Example], list[dict]]:
         """``(kept, dropped)``: the teacher-correct subset for ``arms``; ``dropped`` lists ``{id, reason}``."""
@@ -140,6 +149,8 @@ class TeacherArms:
                 dropped.append({"id": ex.id, "reason": reason})
             else:
                 kept.append(ex)
+        if "teacher-swapped" in arms and len(kept) == 1:  # nobody to swap traces with
+            dropped.append({"id": kept.pop().id, "reason": "no_swap_partner"})
         return kept, dropped
 
     def _drop_reason(self, ex: Example, needs: list[str]) -> str | None:
@@ -148,9 +159,9 @@ class TeacherArms:
             return "no_response"
         if r.finish_reason == "length":
             return "truncated"
-        if not self._score(r.answer, ex).correct:
+        if self._score is not None and not self._score(r.answer, ex).correct:
             return "teacher_wrong"
-        if not (r.reasoning or "").strip():
+        if not self.reasoning(ex.id):
             return "no_reasoning"
         for purpose in needs:
             other = self.responses.get((ex.id, purpose))
@@ -163,7 +174,7 @@ class TeacherArms:
 
     def trace(self, ex: Example, arm: str, partner: dict[str, str] | None = None) -> str:
         """The free-form trace ``arm`` shows for ``ex`` (teacher arms only)."""
-        reasoning = lambda i: self.responses[(i, "answer")].reasoning.strip()  # noqa: E731
+        reasoning = self.reasoning
         if arm == "teacher-trace":
             return reasoning(ex.id)
         if arm == "teacher-summary":
@@ -244,7 +255,8 @@ class ExtraArms:
         self.teacher = None
         if config.teacher_responses:
             self.teacher = TeacherArms(load_responses(config.teacher_responses), template, config.seed,
-                                       config.teacher_answer, prompts=self.prompts)
+                                       config.teacher_answer, config.teacher_scorer, self.prompts,
+                                       config.teacher_trace)
         self.worked = worked_example(list(splits.get("train", []))) if "zero-shot-format" in self.arms else None
         self.info: dict = {"subset": {}, "arms": {}}
 
@@ -255,6 +267,10 @@ class ExtraArms:
         kept, dropped = self.teacher.subset(examples, self.arms)
         self.info["subset"][split] = {"before": len(examples), "kept": len(kept),
                                       "dropped": dropped_counts(dropped), "dropped_ids": dropped}
+        if examples and not kept:
+            raise ConfigError(f"{split}: no item is in the teacher-correct subset ({len(examples)} asked; dropped: "
+                              + ", ".join(f"{k} {v}" for k, v in dropped_counts(dropped).items())
+                              + "); ask more items, or see the teacher's answers in its responses.jsonl")
         return kept
 
     def rows(self, split: str, kept: list[Example]) -> dict[str, list[SFTRow]]:
@@ -275,7 +291,8 @@ class ExtraArms:
             out["zero_shot_format_example"] = self.worked.id
         if self.teacher is not None:
             models = sorted({r.model for r in self.teacher.responses.values()})
-            out.update(answer=self.teacher.answer, scorer=self.teacher.scorer, models=models,
+            out.update(answer=self.teacher.answer, scorer=self.teacher.scorer, trace=self.teacher.trace_from,
+                       models=models,
                        prompts=self.prompts.source, **self.info)
         return out
 

@@ -98,6 +98,13 @@ class TeacherSection(Endpoint):
         "help": "what the teacher arms put in <answer>: gold, or teacher (its own answer text; recorded)"})
     prompts: str | None = field(default=None, metadata={
         "help": "YAML file overriding tracekd/templates/teacher.yaml (prompts, class synonyms)"})
+    scorer: str = field(default="strict", metadata={
+        "help": "scorer deciding whether the teacher's answer is right (strict: the method's; none keeps every "
+                "answered item)"})
+    trace: str = field(default="reasoning", metadata={
+        "choices": ("reasoning", "content"),
+        "help": "the teacher's trace: reasoning (returned reasoning_content or <think> block) or content (its "
+                "whole answer text, for a non-reasoning teacher asked to think aloud)"})
 
     def __post_init__(self) -> None:
         self.check("teacher")
@@ -111,6 +118,12 @@ class TeacherSection(Endpoint):
             from .prompts import load_prompts
 
             load_prompts(self.prompts)
+        if self.scorer != "none":
+            from ..score.answer import get_scorer
+
+            get_scorer(self.scorer)
+        if self.trace not in ("reasoning", "content"):
+            raise ConfigError(f"teacher.trace must be reasoning or content, got {self.trace!r}")
 
 
 # --- the plan ----------------------------------------------------------------------------------------
@@ -126,12 +139,14 @@ def teacher_stage_spec(section: TeacherSection, arms, dataset_spec: dict) -> dic
 
     purposes = ["answer"] + [PURPOSES[a] for a in arms if a in PURPOSES]
     return {**dataset_spec, "purposes": purposes, "teacher": ep(section), "summariser": ep(section.summariser),
-            "explainer": ep(section.explainer), "prompts": section.prompts}
+            "explainer": ep(section.explainer), "prompts": section.prompts, "scorer": section.scorer,
+            "trace": section.trace}
 
 
 def build_spec_additions(section: TeacherSection) -> dict:
     """Fields a build stage gets when the experiment has a teacher (its responses are added at run time)."""
-    return {"teacher_answer": section.answer, "teacher_prompts": section.prompts}
+    return {"teacher_answer": section.answer, "teacher_prompts": section.prompts,
+            "teacher_scorer": section.scorer, "teacher_trace": section.trace}
 
 
 def response_dirs(teacher_stage_dir: Path) -> tuple[str, ...]:
@@ -207,20 +222,22 @@ def answer_requests(examples: dict[str, list[Example]], prompts):
     return [TeacherRequest(ex.id, "answer", question_messages(ex, prompts)) for exs in examples.values() for ex in exs]
 
 
-def followup_requests(examples: dict[str, list[Example]], answers: dict, purposes, prompts, template):
+def followup_requests(examples: dict[str, list[Example]], answers: dict, purposes, prompts, template,
+                      scorer: str = "strict", trace: str = "reasoning"):
     """Summary and explanation requests for the items whose teacher answer is right (with a trace)."""
     from .arms import TeacherArms
     from .prompts import explanation_messages, summary_messages
     from .records import TeacherRequest
 
-    judge = TeacherArms(answers, template, prompts=prompts)
+    judge = TeacherArms(answers, template, scorer=scorer, prompts=prompts, trace_from=trace)
     out: dict[str, list] = {p: [] for p in purposes if p != "answer"}
     for exs in examples.values():
         for ex in exs:
             if judge.subset([ex], ())[0]:
                 r = answers[(ex.id, "answer")]
                 if "summary" in out:
-                    out["summary"].append(TeacherRequest(ex.id, "summary", summary_messages(r.reasoning, prompts)))
+                    out["summary"].append(TeacherRequest(ex.id, "summary",
+                                                         summary_messages(judge.reasoning(ex.id), prompts)))
                 if "explanation" in out:
                     out["explanation"].append(TeacherRequest(
                         ex.id, "explanation", explanation_messages(r.messages, r.answer, prompts)))
@@ -247,7 +264,8 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
         run_requests(answer_requests(examples, prompts), out / "answer", tcfg, log=log)
         _check_complete(out / "answer", "answer")
         answers = load_responses([out / "answer"])
-        follow = followup_requests(examples, answers, spec["purposes"], prompts, template)
+        follow = followup_requests(examples, answers, spec["purposes"], prompts, template,
+                                   spec.get("scorer", "strict"), spec.get("trace", "reasoning"))
         jobs = []
         for purpose, ep_name in (("explanation", "explainer"), ("summary", "summariser")):
             if purpose not in follow:
