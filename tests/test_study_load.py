@@ -90,3 +90,27 @@ def test_fifty_concurrent_participants(tmp_path):
     for r in rows:  # nobody rated an item outside their own condition
         assert r["item_id"].split(":")[0] == parts[r["participant"]]["condition"]
     print(f"{N_PARTICIPANTS} participants, {len(rows)} ratings in {elapsed:.1f} s")
+
+
+def test_one_page_submitted_many_times_at_once_is_stored_once(tmp_path):
+    study = make_study(tmp_path, items_per_participant=2)
+    app = create_app(study, admin_token=ADMIN_TOKEN)
+
+    async def race(base):
+        async with httpx.AsyncClient(base_url=base, timeout=30.0, follow_redirects=False) as c:
+            await c.get("/start")
+            await c.post("/consent", data={"consent": "yes"})
+            await c.post("/instructions")
+            page = await c.get("/item/0")
+            item = re.search(r'name="item" value="([^"]+)"', page.text).group(1)
+            names = list(dict.fromkeys(re.findall(r'name="(s_[^"]+)"', page.text)))
+            forms = [{"item": item, **{n: str(1 + (k + j) % 5) for j, n in enumerate(names)}} for k in range(8)]
+            return await asyncio.wait_for(asyncio.gather(*(c.post("/item/0", data=f) for f in forms)), 60)
+
+    with serve(app) as base:
+        answers = asyncio.run(race(base))
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [303] + [409] * 7
+    rows = app.state.store.all_responses()
+    assert len(rows) == len({(r["position"], r["statement_id"]) for r in rows}) and {r["position"] for r in rows} == {0}
+    assert len({r["answered_at"] for r in rows}) == 1  # one submit's answers, not a mix

@@ -14,6 +14,7 @@ written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -207,10 +208,10 @@ class StudyStore:
 
     def view_page(self, participant_id: int, position: int, now: float | None = None) -> None:
         """Record when a page was first shown (later views keep the first time)."""
-        with self.engine.begin() as conn:
+        with contextlib.suppress(sa.exc.IntegrityError), self.engine.begin() as conn:
             seen = conn.execute(sa.select(page_views.c.position).where(
                 page_views.c.participant_id == participant_id, page_views.c.position == position)).first()
-            if not seen:
+            if not seen:  # a concurrent first view may still win on a server without IMMEDIATE: kept, suppressed
                 conn.execute(page_views.insert().values(participant_id=participant_id, position=position,
                                                         shown_at=time.time() if now is None else now))
 
@@ -256,9 +257,12 @@ class StudyStore:
             shown = conn.execute(sa.select(page_views.c.shown_at).where(
                 page_views.c.participant_id == participant_id, page_views.c.position == position)).scalar()
             seconds = round(now - shown, 3) if shown is not None else None
-            conn.execute(responses.insert(), [
-                dict(participant_id=participant_id, position=position, item_id=item_id, statement_id=s,
-                     value=v, seconds=seconds, answered_at=now) for s, v in values.items()])
+            try:
+                conn.execute(responses.insert(), [
+                    dict(participant_id=participant_id, position=position, item_id=item_id, statement_id=s,
+                         value=v, seconds=seconds, answered_at=now) for s, v in values.items()])
+            except sa.exc.IntegrityError:  # the same page stored by a concurrent submit (servers without IMMEDIATE)
+                raise Rejected(409, "this page was already answered") from None
             done = conn.execute(participants.update().where(participants.c.id == participant_id)
                                 .where(participants.c.position == position)
                                 .values(position=position + 1)).rowcount
