@@ -56,8 +56,9 @@ def create_app(study_dir: str | Path, *, db_url: str | None = None, admin_token:
                                                    "frame-ancestors 'none'; base-uri 'none'")
         return resp
 
-    def message(request: Request, status: int, text: str, heading: str = "Sorry") -> HTMLResponse:
-        return page(request, "message.html", status=status, heading=heading, text=text)
+    def message(request: Request, status: int, text: str, heading: str = "Sorry",
+                link: str | None = None) -> HTMLResponse:
+        return page(request, "message.html", status=status, heading=heading, text=text, link=link)
 
     def go(url: str) -> RedirectResponse:
         return RedirectResponse(url, status_code=303)
@@ -176,7 +177,7 @@ def create_app(study_dir: str | Path, *, db_url: str | None = None, admin_token:
         except Rejected as e:
             if e.status == 422 and position == p.position and json.loads(p.pages)[position]["item"] == item_id:
                 return page(request, "item.html", status=422, **item_context(p, position, error=e.message))
-            return message(request, e.status, e.message)
+            return message(request, e.status, e.message, link="/page")  # e.g. a double click: carry on
         return go("/done" if nxt >= len(json.loads(p.pages)) else f"/item/{nxt}")
 
     @app.get("/done")
