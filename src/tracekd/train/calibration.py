@@ -194,7 +194,7 @@ def _store(cal: Calibration) -> None:
 # --------------------------------------------------------------------------- measuring
 
 
-def time_interleaved(runs: dict[str, Callable[[], None]], *, repeats: int = 3, budget_s: float = 1.0) -> dict[str, float]:
+def time_interleaved(runs: dict[str, Callable[[], None]], *, repeats: int = 2, budget_s: float = 1.0) -> dict[str, float]:
     """Best wall time of each callable, run in turns (one warm-up each), stopping at ``budget_s``.
 
     Interleaving makes both formats see the same machine load; the minimum over repeats is the
@@ -269,7 +269,8 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
         return run
 
     try:
-        best = time_interleaved({"fp32": step(False), "bf16": step(True)}, repeats=repeats)
+        with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
+            best = time_interleaved({"fp32": step(False), "bf16": step(True)}, repeats=repeats)
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
@@ -286,6 +287,32 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
     return cal
 
 
+def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], student: str, *,
+                         threads: int | None = None) -> Calibration:
+    """Decide generation's CPU precision from ``run(precision) -> (texts, completion tokens, seconds)``.
+
+    ``run`` generates greedily on probe prompts (e.g. the generation benchmark's) in ``fp32`` and
+    ``bf16``; bf16 is chosen only when it is faster by :data:`BF16_MARGIN` and every text is identical.
+    The result is cached for :func:`measured` (kind ``generate``), which ``tracekd generate`` reads.
+    """
+    t0 = time.monotonic()
+    threads = threads or default_threads()
+    texts32, tok32, s32 = run("fp32")
+    texts16, tok16, s16 = run("bf16")
+    identical = texts32 == texts16
+    fp32, bf16 = tok32 / max(s32, 1e-9), tok16 / max(s16, 1e-9)
+    prec, reason = choose_precision(fp32, bf16, outputs_identical=identical)
+    ident = cpu_identity()
+    cal = Calibration(student=student, device="cpu", kind="generate", precision=prec,
+                      fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2),
+                      reason=reason + f" ({sum(a == b for a, b in zip(texts32, texts16))}/{len(texts32)} outputs equal)",
+                      tokens_per_pass=tok32, seconds=round(time.monotonic() - t0, 3), cpu_model=ident["cpu_model"],
+                      cpu_flags_digest=ident["cpu_flags_digest"], threads=threads,
+                      torch_version=torch_version() or "", measured_at=_now(), outputs_identical=identical)
+    _store(cal)
+    return cal
+
+
 def explain() -> str:
     """How ``precision: auto`` decides (for ``tracekd train --explain``)."""
     return ("precision auto: on a CUDA GPU bf16 where supported, else fp16. On CPU it is measured, not guessed: "
@@ -293,5 +320,6 @@ def explain() -> str:
             "float32 and under bf16 autocast (interleaved, best of the repeats, ~1-2 s); bf16 is used only when "
             f"it is at least {BF16_MARGIN:.2f}x faster. The result is cached per CPU model, CPU flags, torch "
             "version, threads and student in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
-            "(resolved.calibration). `tracekd generate` on CPU decides the same way, and keeps bf16 only when "
-            "its greedy outputs equal float32's on probe prompts. --precision fp32|bf16 overrides.")
+            "(resolved.calibration) and in calibration.json beside the adapter (a resumed run keeps it). "
+            "`tracekd generate` on CPU decides the same way, and keeps bf16 only when its greedy outputs equal "
+            "float32's on probe prompts. --precision fp32|bf16 overrides.")

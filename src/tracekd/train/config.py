@@ -61,8 +61,9 @@ class TrainConfig:
     qlora: bool = field(default=False, metadata={
         "help": "QLoRA: load the student in 4-bit NF4 with double quantisation (bitsandbytes, CUDA only)"})
     precision: str = field(default="auto", metadata={
-        "help": "number format: auto (fp32 on CPU without AMX; on CUDA bf16 at compute capability >= 8.0, fp16 "
-                "below, e.g. T4, V100), fp32, bf16, fp16",
+        "help": "number format: auto (CPU: fp32 or bf16 autocast, whichever a ~1-2 s measurement of the student on "
+                "this machine finds faster, cached per CPU/torch/student in $TRACEKD_CACHE/calibration; CUDA: bf16 at "
+                "compute capability >= 8.0, fp16 below, e.g. T4, V100), fp32, bf16, fp16",
         "choices": list(PRECISIONS)})
     device: str = field(default="auto", metadata={
         "help": "auto (the first visible GPU, else CPU), cpu, or cuda:N; one process trains on one GPU, "
@@ -72,6 +73,16 @@ class TrainConfig:
                 "without it, CUDA runs are not bit-identical even with it (see README)"})
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "recompute activations to save memory; default on for CUDA, off on CPU"})
+    max_memory: str = field(default="auto", metadata={
+        "help": "memory budget of training: auto (half the machine's RAM on CPU, 90% of the GPU's memory), a "
+                "size (4GB, 512MB) or off; when the estimate of a batch exceeds it, each optimizer step is split "
+                "into smaller micro-batches (same rows, same loss), then activation checkpointing is switched on; "
+                "a row that cannot fit even alone is an error before the model loads"})
+    loss_implementation: str = field(default="auto", metadata={
+        "help": "auto (completion-head where the model allows on CPU / without Triton, else TRL's), completion-head "
+                "(LM head only on completion positions: same loss and gradients, far smaller logits), model (the "
+                "model's own full-logits cross-entropy), trl (TRL's fused LM-head loss)",
+        "choices": ["auto", "completion-head", "model", "trl"]})
     seed: int = field(default=42, metadata={"help": "seed of the subset, LoRA init, data order and dropout"})
     save_steps: int = field(default=50, metadata={"help": "write a checkpoint every this many optimizer steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (oldest deleted)"})
@@ -102,6 +113,13 @@ class TrainConfig:
             raise ConfigError("learning_rate and num_train_epochs must be > 0 and warmup_steps >= 0")
         if self.precision not in PRECISIONS:
             raise ConfigError(did_you_mean(self.precision, PRECISIONS, "precision"))
+        if self.loss_implementation not in ("auto", "completion-head", "model", "trl"):
+            raise ConfigError(did_you_mean(self.loss_implementation, ["auto", "completion-head", "model", "trl"],
+                                           "loss_implementation"))
+        if str(self.max_memory).strip().lower() != "auto":
+            from .memory import parse_size
+
+            parse_size(self.max_memory)
         if not self.lora_target_modules:
             raise ConfigError("lora_target_modules must name at least one module (or all-linear)")
         from ..devices import parse_device

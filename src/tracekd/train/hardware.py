@@ -1,10 +1,10 @@
 """Which device and number format to use: measured facts about the machine, never guesses.
 
-On CPU, bf16 pays off only with a bf16 matrix engine (Intel AMX). Without one, PyTorch's bf16
-matrix products fall back to slower kernels: on this project's 2-core Xeon (AVX512-BF16, no AMX)
-one LoRA optimizer step on 16 bAbI rows took 520 s under TRL's default bf16 autocast and 53 s in
-float32. So ``auto`` means float32 on CPU unless AMX is present, bf16 on CUDA GPUs that support it
-(fp16 on older ones).
+On CPU whether bf16 pays off depends on the chip and the PyTorch build (AMX tiles, AVX512-BF16 or
+neither): on one 2-core Xeon (AVX512-BF16, no AMX) a LoRA step under TRL's default bf16 autocast
+took 10x longer than in float32, on another bf16 matmuls ran 4.5x faster. So on CPU ``auto`` is
+decided by measuring the student (:mod:`.calibration`); without a measurement it is float32.
+On CUDA, ``auto`` is bf16 where the GPU computes it natively, else fp16.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from __future__ import annotations
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-def decide_precision(requested: str, device: str, *, cuda_bf16: bool = False, cpu_amx: bool = False) -> str:
-    """The number format for ``device`` given what the hardware supports.
+def decide_precision(requested: str, device: str, *, cuda_bf16: bool = False, cpu_measured: str | None = None) -> str:
+    """The number format for ``device`` given what the hardware supports (CPU: what was measured).
 
     >>> decide_precision("auto", "cpu")
     'fp32'
-    >>> decide_precision("auto", "cpu", cpu_amx=True)
+    >>> decide_precision("auto", "cpu", cpu_measured="bf16")
     'bf16'
+    >>> decide_precision("fp32", "cpu", cpu_measured="bf16")
+    'fp32'
     >>> decide_precision("auto", "cuda", cuda_bf16=True)
     'bf16'
     >>> decide_precision("auto", "cuda")
@@ -39,7 +41,7 @@ def decide_precision(requested: str, device: str, *, cuda_bf16: bool = False, cp
     if device == "cuda":
         return "bf16" if cuda_bf16 else "fp16"
     if device == "cpu":
-        return "bf16" if cpu_amx else "fp32"
+        return cpu_measured or "fp32"
     return "fp32"
 
 
@@ -61,8 +63,8 @@ def cpu_has_amx() -> bool:
         return False
 
 
-def precision(requested: str = "auto", dev: str | None = None) -> str:
-    """:func:`decide_precision` for this machine."""
+def precision(requested: str = "auto", dev: str | None = None, *, cpu_measured: str | None = None) -> str:
+    """:func:`decide_precision` for this machine (``cpu_measured``: a calibration's choice, see :mod:`.calibration`)."""
     import torch
 
     dev = dev or device()
@@ -73,7 +75,42 @@ def precision(requested: str = "auto", dev: str | None = None) -> str:
         cap = torch.cuda.get_device_capability()
         cuda_precision(requested, cap, torch.cuda.get_device_name())  # bf16 below 8.0: a clear error
         cuda_bf16 = bf16_native(cap)
-    return decide_precision(requested, dev, cuda_bf16=cuda_bf16, cpu_amx=dev == "cpu" and cpu_has_amx())
+    return decide_precision(requested, dev, cuda_bf16=cuda_bf16, cpu_measured=cpu_measured)
+
+
+def physical_cores() -> int:
+    """Physical cores this process may run on (hyper-threads counted once), from /proc/cpuinfo.
+
+    Falls back to the CPUs in this process's affinity mask when /proc/cpuinfo says nothing.
+    """
+    import os
+
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores, cpu, phys = set(), None, "0"
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8", errors="replace").read()
+    except OSError:
+        return max(1, len(allowed))
+    for line in text.splitlines() + [""]:
+        key, _, value = (x.strip() for x in line.partition(":"))
+        if key == "processor":
+            cpu = int(value)
+        elif key == "physical id":
+            phys = value
+        elif key == "core id" and cpu in allowed:
+            cores.add((phys, value))
+    return max(1, len(cores) or len(allowed))
+
+
+def use_physical_cores() -> int:
+    """Set torch's intra-op threads to the physical cores (unless OMP_NUM_THREADS says otherwise); returns it."""
+    import os
+
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS"):
+        torch.set_num_threads(physical_cores())
+    return torch.get_num_threads()
 
 
 def torch_dtype(prec: str):
