@@ -52,6 +52,14 @@ def test_synth_cotemp_refuses_too(tmp_path, capsys):
     assert main(["synth", "cotemp", "--n", "3", "--out", str(out)]) == 1
     assert main(["synth", "cotemp", "--n", "2", "--categories", "mix", "--out", str(out), "--overwrite"]) == 0
     assert _files(out) == {MANIFEST, "mix.json"}
+    # --overwrite never deletes what another command wrote
+    assert main(["build", "--dataset", "cotemp", "--data", str(out / "mix.json"), "--out", str(tmp_path / "b"),
+                 "--quiet"]) == 0
+    before = _files(tmp_path / "b")
+    capsys.readouterr()
+    assert main(["synth", "cotemp", "--n", "2", "--out", str(tmp_path / "b"), "--overwrite"]) == 1
+    assert "holds the output of another command (manifest kind 'build')" in capsys.readouterr().err
+    assert _files(tmp_path / "b") == before
 
 
 def test_validate_and_build_agree_on_a_task_subset(babi_all, tmp_path, capsys):

@@ -127,12 +127,13 @@ def replace_dir(out: str | Path, overwrite: bool = False, what: str = "output fo
         raise
 
 
-def clear_listed(out: str | Path, overwrite: bool, what: str = "output folder") -> list[str]:
+def clear_listed(out: str | Path, overwrite: bool, what: str = "output folder", kind: str = "") -> list[str]:
     """Make ``out`` ready for a writer that records its files in ``out/manifest.json``.
 
     A non-empty ``out`` is refused unless ``overwrite``; with it, the files the old manifest lists
     (and the manifest) are deleted and nothing else. Returns the names of the files left in place
-    (not written by tracekd), so the caller can say so.
+    (not written by tracekd), so the caller can say so. With ``kind``, a manifest whose ``kind``
+    does not start with it (another writer's folder, e.g. a build) is refused, even with ``overwrite``.
 
     >>> import tempfile
     >>> d = Path(tempfile.mkdtemp())
@@ -150,6 +151,10 @@ def clear_listed(out: str | Path, overwrite: bool, what: str = "output folder") 
     listed: list[str] = []
     if (out / MANIFEST).is_file():
         m = read_json(out / MANIFEST)
+        found = str(m.get("kind", "")) if isinstance(m, dict) else ""
+        if kind and not found.startswith(kind):
+            raise ConfigError(f"{what} {out} holds the output of another command (manifest kind {found!r}); "
+                              "choose another folder")
         files = m.get("files") if isinstance(m, dict) else None
         listed = list(files) if isinstance(files, dict) else []
     for name in listed:

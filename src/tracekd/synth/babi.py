@@ -397,7 +397,7 @@ def write_babi(out_dir: str | Path, tasks: list[int | str] | str = "all", n_trai
     n_test = max(1, n_train // 10) if n_test is None else n_test
     nums = parse_tasks(tasks) if isinstance(tasks, str) else sorted({task_number(t) for t in tasks})
     out = Path(out_dir)
-    kept = clear_listed(out, overwrite, "synth output folder")
+    kept = clear_listed(out, overwrite, "synth output folder", kind="synth-")
     files: dict[str, str] = {}
     counts: dict[str, int] = {}
     for num in nums:

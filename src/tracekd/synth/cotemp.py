@@ -399,7 +399,7 @@ def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = C
         raise ConfigError(f"n must be >= 0, got {n}")
     rows = generate(n, seed, categories)
     out = Path(out_dir)
-    kept = clear_listed(out, overwrite, "synth output folder")
+    kept = clear_listed(out, overwrite, "synth output folder", kind="synth-")
     for c, items in rows.items():
         write_text(out / f"{c}.json", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items))
     m = manifest(kind="synth-cotemp", config={"n": n, "categories": list(categories)}, seed=seed,
