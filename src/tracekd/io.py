@@ -19,13 +19,29 @@ from .errors import ConfigError, DataError
 T = TypeVar("T")
 
 
-def dumps(obj: Any) -> str:
-    """One canonical JSON line: UTF-8 kept, keys in insertion order, no trailing spaces.
+def dumps(obj: Any, **kw: Any) -> str:
+    """One canonical JSON line: UTF-8 kept, keys in insertion order, no trailing spaces. Always valid
+    JSON: a NaN or infinity (which strict parsers, jq and JavaScript reject) is written as ``null``.
 
     >>> dumps({"a": 1, "b": "é"})
     '{"a": 1, "b": "é"}'
+    >>> dumps({"p": float("nan"), "ci": (0.5, float("inf"))})
+    '{"p": null, "ci": [0.5, null]}'
     """
-    return json.dumps(obj, ensure_ascii=False)
+    try:
+        return json.dumps(obj, ensure_ascii=False, allow_nan=False, **kw)
+    except ValueError:  # out-of-range floats somewhere: null them (results say why in their notes)
+        return json.dumps(_finite_only(obj), ensure_ascii=False, allow_nan=False, **kw)
+
+
+def _finite_only(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite_only(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_only(v) for v in obj]
+    return obj
 
 
 @contextlib.contextmanager
@@ -174,7 +190,7 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, ensure_ascii=False, indent=2, sort_keys=False) + "\n")
+    write_text(path, dumps(obj, indent=2) + "\n")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:

@@ -20,6 +20,7 @@ AnswerScore(correct=True, f1=1.0, extra={'predicted': ['apple', 'football']})
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import json
 import re
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from ..records import Example
 
 _PUNCT = set(string.punctuation)
+_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 # A list separator: a comma (not one inside a number such as 1,000), optionally followed by "and";
 # or " and " on its own. The capture keeps the separator so pieces can be joined back.
@@ -54,6 +56,7 @@ class AnswerScore:
 Scorer = Callable[[str, "Example"], AnswerScore]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_answer(s: str) -> str:
     """SQuAD normalisation: lowercase, drop punctuation and the articles a/an/the, squeeze spaces.
 
@@ -62,7 +65,7 @@ def normalize_answer(s: str) -> str:
     >>> normalize_answer("An apple, a pear")
     'apple pear'
     """
-    s = "".join(ch for ch in s.lower() if ch not in _PUNCT)
+    s = s.lower().translate(_PUNCT_TABLE)
     return " ".join(_ARTICLES.sub(" ", s).split())
 
 
@@ -159,6 +162,8 @@ def _regroup(pieces: list[str], seps: list[str], gold: set[str]) -> list[str] | 
 
 def _answer_text(prediction: str) -> str:
     """The text inside ``<answer>...</answer>`` when the prediction has one, else the prediction."""
+    if "<" not in prediction:
+        return prediction
     m = _ANSWER_TAG.search(prediction)
     return m.group(1) if m else prediction
 
@@ -177,6 +182,8 @@ def predicted_items(prediction: str, golds: Sequence[str]) -> list[str]:
     ['Bosnia', 'Herzegovina']
     """
     s = prediction.strip()
+    if "," not in s and "and" not in s.lower() and not s.startswith("["):  # one item: nothing to split
+        return [s] if s else []
     items = _literal_list(s)
     if items is not None:
         return [x for x in items if x]
@@ -244,6 +251,8 @@ def f1_tokens(pred: Sequence[str], gold: Sequence[str]) -> float:
     """
     if not pred or not gold:
         return float(len(pred) == len(gold) == 0)
+    if pred == gold:
+        return 1.0
     same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return 0.0
@@ -265,11 +274,12 @@ def strict(prediction: str, example: "Example") -> AnswerScore:
     AnswerScore(correct=False, f1=0.0, extra={'predicted': ['liberal party']})
     """
     text = _answer_text(prediction)
-    golds = list(example.answers)
-    items = predicted_items(text, golds)
-    predicted = sorted({normalize_answer(x) for x in items} - {""})
-    return AnswerScore(correct=strict_correct(text, golds), f1=token_f1(text, golds),
-                       extra={"predicted": predicted})
+    golds = example.answers
+    items = predicted_items(text, golds)  # read once: the verdict and the F1 below both use it
+    predicted = {normalize_answer(x) for x in items} - {""}
+    correct = predicted == {normalize_answer(g) for g in golds} - {""}
+    return AnswerScore(correct=correct, f1=f1_tokens(_tokens(items), _tokens(golds)),
+                       extra={"predicted": sorted(predicted)})
 
 
 #: scorer name -> ("module:attribute", is_factory). A factory is called (with ``ARG`` from

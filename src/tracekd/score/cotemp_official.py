@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import re
 import string
 from collections import Counter
@@ -76,6 +77,7 @@ _COMPILED = {rel: [re.compile(p.format(rel=re.escape(rel))) for p in PATTERNS] f
 _PUNCT = set(string.punctuation)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize(s: str) -> str:
     """The benchmark's normalisation: lowercase, remove punctuation, squeeze whitespace.
 
@@ -117,6 +119,7 @@ def extract_prediction(text: str) -> str:
     return p.replace("assistant", "").replace("think", "")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def fact_entity(fact: str, use_subject: bool) -> str | None:
     """The subject (``use_subject``) or object of one fact, lowercased; None if no pattern fits.
 
@@ -150,12 +153,17 @@ def candidates(facts: Sequence[str], golds: Sequence[str], use_subject: bool) ->
     ...            ["NKT"], use_subject=False)
     ['orange', 'nkt']
     """
+    return list(_candidates(tuple(facts), tuple(golds), use_subject))
+
+
+@functools.lru_cache(maxsize=4096)
+def _candidates(facts: tuple[str, ...], golds: tuple[str, ...], use_subject: bool) -> tuple[str, ...]:
     found = [g.lower() for g in golds]
     for fact in facts:
         entity = fact_entity(fact, use_subject)
         if entity is not None:
             found.append(entity)
-    return sorted(set(found), key=lambda c: (-len(c), c))
+    return tuple(sorted(set(found), key=lambda c: (-len(c), c)))
 
 
 def collect(prediction: str, question: str, cands: Sequence[str]) -> list[str]:
@@ -191,12 +199,19 @@ def compare(collected: Sequence[str], golds: Sequence[str]) -> tuple[bool, float
     (False, 0.6666666666666666, 1.0, 0.5)
     """
     pred = sorted(normalize(x) for x in set(collected))
-    gold = sorted(normalize(g) for g in {g.lower() for g in golds})
+    gold = _gold_list(tuple(golds))
+    if pred and pred == gold:
+        return True, 1.0, 1.0, 1.0
     same = sum((Counter(pred) & Counter(gold)).values())
     if same == 0:
         return pred == gold, 0.0, 0.0, 0.0
     precision, recall = same / len(pred), same / len(gold)
     return pred == gold, 2 * precision * recall / (precision + recall), precision, recall
+
+
+@functools.lru_cache(maxsize=4096)
+def _gold_list(golds: tuple[str, ...]) -> list[str]:
+    return sorted(normalize(g) for g in {g.lower() for g in golds})
 
 
 def score_text(text: str, question: str, facts: Sequence[str], golds: Sequence[str],
@@ -211,7 +226,7 @@ def score_text(text: str, question: str, facts: Sequence[str], golds: Sequence[s
     (True, ['mary odili'])
     """
     use_subject = triple_element != "S2_R1_O1"
-    cands = candidates(facts, golds, use_subject)
+    cands = _candidates(tuple(facts), tuple(golds), use_subject)
     got = collect(extract_prediction(text), question, cands)
     correct, f1, precision, recall = compare(got, golds)
     return AnswerScore(correct=correct, f1=f1,

@@ -19,6 +19,7 @@ Join rules (:func:`read_generations`):
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -64,8 +65,9 @@ def judge(example: Example, gen: Generation, template: Template, scorer, trace_d
     elif parsed.status != "ok":
         # a non-ok output is never correct on a step; what the parser did reach is kept in `extra`
         extra["raw_steps"] = {"label_ok": v.label_ok, "evidence_exact": v.evidence_exact}
-        v = replace(v, **{f: (False if getattr(v, f) else getattr(v, f))
-                          for f in ("label_ok", "evidence_exact", "evidence_all", "evidence_any")})
+        if v.label_ok or v.evidence_any or v.evidence_all:  # what it reached counts as wrong
+            v = replace(v, **{f: (False if getattr(v, f) else getattr(v, f))
+                              for f in ("label_ok", "evidence_exact", "evidence_all", "evidence_any")})
     if getattr(scorer, "raw_text", False):
         a = scorer(gen.text, example)
         answer_ok, f1 = bool(a.correct), float(a.f1)
@@ -387,7 +389,13 @@ def score_pairs(pairs: list[tuple[Example, Generation]], settings: JudgeSettings
 
     template = get_template(settings.template)
     scorer = get_scorer(settings.scorer)
-    return [judge(ex, gen, template, scorer, settings.trace_definition) for ex, gen in pairs]
+    was_enabled = gc.isenabled()
+    gc.disable()  # judgements make no reference cycles; the collector would rescan them all, again and again
+    try:
+        return [judge(ex, gen, template, scorer, settings.trace_definition) for ex, gen in pairs]
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def missing_ids(examples: list[Example], judgements: list[Judgement]) -> list[str]:

@@ -27,6 +27,7 @@ A step the parse did not reach (``label``/``evidence`` None) has verdicts None, 
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 _TRAILING = ".!?;:,"
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_line(s: str) -> str:
     """A context line's identity for matching: NFKC, casefolded, whitespace squeezed, ends
     stripped, trailing sentence punctuation (``.!?;:,``) removed.
@@ -53,6 +55,7 @@ def normalize_line(s: str) -> str:
     return s.rstrip(_TRAILING + " ")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_label(s: str) -> str:
     """A class label for comparison: casefolded, whitespace squeezed.
 
@@ -103,11 +106,11 @@ def evidence_verdicts(predicted, example: Example) -> StepVerdicts:
     >>> evidence_verdicts([], ex).evidence_precision
     0.0
     """
-    by_text: dict[str, list[int]] = {}
-    for i, line in enumerate(example.context):
-        by_text.setdefault(normalize_line(line), []).append(i)
-    gold_idx = set(example.gold.evidence)
-    gold = {normalize_line(example.context[i]) for i in gold_idx}
+    return _verdicts(None, predicted, example)
+
+
+def _verdicts(label_ok: bool | None, predicted, example: Example) -> StepVerdicts:
+    by_text, gold_idx, gold = _context_index(example.context, example.gold.evidence)
     pred = {normalize_line(x) for x in predicted}
     hits = pred & gold
     indices: set[int] = set()
@@ -123,6 +126,7 @@ def evidence_verdicts(predicted, example: Example) -> StepVerdicts:
     precision = len(hits) / len(pred) if pred else (1.0 if not gold else 0.0)
     recall = len(hits) / len(gold) if gold else 1.0
     return StepVerdicts(
+        label_ok=label_ok,
         evidence=tuple(sorted(indices)),
         evidence_exact=pred == gold,
         evidence_all=gold <= pred,
@@ -133,6 +137,16 @@ def evidence_verdicts(predicted, example: Example) -> StepVerdicts:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _context_index(context: tuple[str, ...], evidence: tuple[int, ...]) -> tuple[dict, frozenset, frozenset]:
+    """``(normalised text -> context indices, gold indices, gold texts)`` of one example (cached: the same
+    example is judged once per arm and seed)."""
+    by_text: dict[str, list[int]] = {}
+    for i, line in enumerate(context):
+        by_text.setdefault(normalize_line(line), []).append(i)
+    return by_text, frozenset(evidence), frozenset(normalize_line(context[i]) for i in evidence)
+
+
 def verify_steps(parsed: "ParsedOutput", example: Example) -> StepVerdicts:
     """Class and evidence verdicts of a parsed output against ``example.gold`` (whatever its status)."""
     label_ok = None
@@ -140,10 +154,7 @@ def verify_steps(parsed: "ParsedOutput", example: Example) -> StepVerdicts:
         label_ok = normalize_label(parsed.label) == normalize_label(example.gold.label)
     if parsed.evidence is None:
         return StepVerdicts(label_ok=label_ok)
-    ev = evidence_verdicts(parsed.evidence, example)
-    return StepVerdicts(label_ok, *(getattr(ev, f) for f in (
-        "evidence", "evidence_exact", "evidence_all", "evidence_any", "evidence_precision",
-        "evidence_recall", "unmatched")))
+    return _verdicts(label_ok, parsed.evidence, example)
 
 
 #: name -> predicate: is the whole trace correct? (``None`` step verdicts count as wrong)

@@ -55,7 +55,7 @@ _SPECIAL = r"(?:<\|[^|<>\n]{1,40}\|>)"
 _ROLE = re.compile(
     rf"\A\s*(?:{_SPECIAL}\s*)*assistant(?:[ \t]*{_SPECIAL})*(?:[ \t]*:|[ \t]*\r?\n|(?=\s*<)|\s*\Z)",
     re.IGNORECASE)
-_TRAILING_SPECIAL = re.compile(rf"(?:\s*(?:{_SPECIAL}|</s>))+\s*\Z")
+_SPECIAL_TOKEN = re.compile(_SPECIAL)
 _OPEN_THINK = re.compile(r"<\s*think\s*>", re.IGNORECASE)
 _CLOSE_THINK = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
 _OPEN_ANSWER = re.compile(r"<\s*answer\s*>", re.IGNORECASE)
@@ -64,6 +64,7 @@ _EOL = re.compile(r"[\r\n]")
 _BULLET = re.compile(r"\A(?:[-*•‣◦·]|\d{1,3}[.)]|\(\d{1,3}\))\s+")
 _QUOTES = {'"': '"', "'": "'", "“": "”", "‘": "’", "`": "`"}
 _MAX_LITERAL_TRIES = 200
+_JSON = json.JSONDecoder()
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,15 @@ def _unwrap(text: str) -> str:
     m = _ROLE.match(text)
     if m:
         text = text[m.end():]
-    m = _TRAILING_SPECIAL.search(text)
-    if m:
-        text = text[:m.start()]
-    return text.strip()
+    while True:  # trailing special tokens, read from the end (a regex search from the front is costly)
+        text = text.rstrip()
+        if text.endswith("</s>"):
+            text = text[:-4]
+            continue
+        start = text.rfind("<|", max(0, len(text) - 44)) if text.endswith("|>") else -1
+        if start < 0 or not _SPECIAL_TOKEN.fullmatch(text, start):
+            return text.strip()
+        text = text[:start]
 
 
 def _literal_list(body: str) -> tuple[str, ...] | None:
@@ -143,7 +149,7 @@ def _literal_list(body: str) -> tuple[str, ...] | None:
     """
     value = None
     try:
-        value, _ = json.JSONDecoder().raw_decode(body)
+        value, _ = _JSON.raw_decode(body)
     except (ValueError, RecursionError):
         pass
     if not isinstance(value, list):
