@@ -86,27 +86,29 @@ def _rows(path):
     return path
 
 
-def test_train_picks_one_gpu_before_loading_the_model(tmp_path, monkeypatch):
-    """`tracekd train` applies the decision first thing: 2 simulated GPUs, --device cuda:1 -> only GPU 1 visible."""
+def test_train_picks_one_gpu_and_sets_determinism_before_loading_the_model(tmp_path, monkeypatch):
+    """`tracekd train` applies both first thing: 2 simulated GPUs, --device cuda:1 -> only GPU 1 visible."""
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    seen_at_load: list[str | None] = []
+    order: list[str] = []
+    monkeypatch.setattr(devices, "enable_determinism", lambda *a, **k: order.append("deterministic") or {})
     from tracekd import students
 
     real_load = students.load_model
 
     def load_model(*a, **kw):
-        seen_at_load.append(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        order.append(f"load with CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')}")
         return real_load(*a, **kw)
 
     monkeypatch.setattr(students, "load_model", load_model)
     said: list[str] = []
     cfg = TrainConfig(train_file=str(_rows(tmp_path / "t.jsonl")), output_dir=str(tmp_path / "out"),
-                      student="tiny-random", device="cuda:1", max_steps=1, per_device_train_batch_size=4,
-                      gradient_accumulation_steps=1, lora_r=4, lora_alpha=8, max_length=128, progress=False)
+                      student="tiny-random", device="cuda:1", deterministic=True, max_steps=1, precision="fp32",
+                      per_device_train_batch_size=4, gradient_accumulation_steps=1, lora_r=4, lora_alpha=8,
+                      max_length=128, progress=False)
     train(cfg, log=lambda *a: said.append(" ".join(map(str, a))))
-    assert seen_at_load == ["1"]
+    assert order == ["deterministic", "load with CUDA_VISIBLE_DEVICES=1"]
     assert any("one GPU: cuda:1 of the 2 visible" in s for s in said)
     with pytest.raises(ConfigError, match="device must be"):
         TrainConfig(train_file="x", output_dir="y", device="gpu")
@@ -190,12 +192,3 @@ def test_deterministic_sets_torch_and_cublas_flags(monkeypatch):
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
-
-def test_train_deterministic_flag_reaches_torch(tmp_path, monkeypatch):
-    calls: list[int] = []
-    monkeypatch.setattr(devices, "enable_determinism", lambda *a, **k: calls.append(1) or {})
-    cfg = TrainConfig(train_file=str(_rows(tmp_path / "t.jsonl")), output_dir=str(tmp_path / "out"),
-                      student="tiny-random", deterministic=True, max_steps=1, per_device_train_batch_size=4,
-                      gradient_accumulation_steps=1, lora_r=4, lora_alpha=8, max_length=128, progress=False)
-    train(cfg, log=lambda *_: None)
-    assert calls == [1]
