@@ -36,7 +36,12 @@ peaks="$work/peaks.txt"
 : > "$peaks"
 t0=$(date +%s)
 
-"$PY" -c 'import torch; p = torch.cuda.get_device_properties(0); print(f"gpu_check: {p.name}, compute capability {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB; torch {torch.__version__}")'
+"$PY" - <<'EOF'
+import torch
+p = torch.cuda.get_device_properties(0)
+print(f"gpu_check: {p.name}, compute capability {p.major}.{p.minor}, {p.total_memory / 2**30:.1f} GiB, "
+      f"torch {torch.__version__}")
+EOF
 echo "gpu_check: working in $work"
 
 # run STAGE CMD...: run one stage in its own process, sampling the GPU's used memory every 200 ms
