@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BABI, needs_babi
+from conftest import BABI, COTEMP as COTEMP_DATA, needs_babi, needs_cotemp
 from tracekd import registry
 from tracekd.cli import main
 from tracekd.errors import DataError
@@ -293,3 +293,19 @@ def test_shared_babi_outputs_without_ids_score_with_the_duplicates_in(tmp_path):
     assert sorted(s["missing"]) == sorted([examples[100].id, examples[200].id])
     js = read_records(tmp_path / "less" / "judgements.jsonl", Judgement)
     assert len(js) == len({j.id for j in js}) == 376
+
+
+@needs_cotemp
+def test_the_compat_scorer_rejects_six_gold_answers_of_the_cotemp_test_set():
+    """The figure the README and `score --help` state: of the 538 CoTemp test items, the gold answer itself
+    is wrong under `cotemp-official` for 6 (the gold also named in the question is deleted by its
+    question-overlap rule; "assistant" is deleted from "assistant professor"); strict accepts all 538."""
+    from tracekd.score.cotemp_official import score
+    from tracekd.traces.templates import render_answer
+
+    test = registry.get("cotemp").load_splits(str(COTEMP_DATA))["test"]
+    texts = {e.id: f"<answer>{render_answer(e.answers)}</answer>" for e in test}
+    rejected = sorted(e.id for e in test if not score(texts[e.id], e).correct)
+    assert len(test) == 538 and len(rejected) == 6, rejected
+    assert "cotemp/during/755" in rejected  # assistant professor -> " professor"
+    assert all(get_scorer("strict")(texts[e.id], e).correct for e in test)

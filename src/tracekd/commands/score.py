@@ -15,10 +15,13 @@ give (each step is judged on its own), and every status stays in every denominat
 
 Answer scorers: strict (default; normalised set equality on the <answer>), cotemp-official (compatibility
 mode: the CoTempQA benchmark's lenient scorer applied to the raw text of every output, whatever its
-status), marco[:CRITERION]. Where strict and cotemp-official differ: the compat scorer accepts an output
-with no final answer whose trace names the gold fact's entity (it searches the whole text), and accepts
-any text containing the gold entity; it rejects a few gold answers themselves (its entity list from the
-facts can swallow them; see the README's Scoring section for the count on the CoTemp test set).
+status), marco[:CRITERION]. Where strict and cotemp-official differ, and why:
+  - outputs without a final answer (no <answer>, cut off, unclosed <think>): strict counts them wrong;
+    the compat scorer searches the whole text, so a trace that names the gold entity is counted right;
+  - extra words: the compat scorer keeps only the known entities (gold answers and the facts' subjects or
+    objects) it finds, so "NKT and some other firm" is right; strict needs exactly the gold set;
+  - gold answers it rejects: 6 of the 538 CoTemp test items (a gold also named in the question is
+    deleted by its question-overlap rule; "assistant" is deleted from "assistant professor").
 
 Writes OUT/judgements.jsonl (one Judgement per example), OUT/summary.json (what was judged, every line's
 fate, the dataset / student / arm / seed of the cell, the summary) and prints a summary.
