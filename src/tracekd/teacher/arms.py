@@ -157,7 +157,7 @@ class TeacherArms:
         r = self.responses.get((ex.id, "answer"))
         if r is None:
             return "no_response"
-        if r.finish_reason == "length":
+        if r.finish_reason == "length" and self._score is not None:  # scorer none keeps every answered item
             return "truncated"
         if self._score is not None and not self._score(r.answer, ex).correct:
             return "teacher_wrong"

@@ -245,11 +245,17 @@ def followup_requests(examples: dict[str, list[Example]], answers: dict, purpose
 
 
 def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
-    """Fill a teacher stage folder: ``answer/``, then ``explanation/`` and ``summary/`` as the arms need."""
+    """Fill a teacher stage folder: ``answer/``, then ``explanation/`` and ``summary/`` as the arms need.
+
+    A served endpoint is started only when some request is not answered yet (in the folder or the
+    response cache), and stopped when the stage ends.
+    """
+    import json
+
     from ..registry import get
     from ..traces.templates import get_template
     from .arms import load_responses
-    from .client import run_requests
+    from .client import dry_run, run_requests
     from .prompts import load_prompts
 
     spec = stage.spec
@@ -258,40 +264,40 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
     template = get_template(spec.get("template") or get(spec["dataset"]).template)
     examples = load_examples(spec, data)
     teacher = spec["teacher"]
-    summary_temp = prompts.get("summary", "temperature")
-    with reach(teacher) as (url, model):
-        tcfg = client_config(teacher, url, model)
-        run_requests(answer_requests(examples, prompts), out / "answer", tcfg, log=log)
-        _check_complete(out / "answer", "answer")
+    with contextlib.ExitStack() as stack:
+        live: dict[str, tuple[str, str]] = {}
+
+        def ask(requests, folder: Path, ep: dict, *, temperature: float | None = None, force_temp: bool = False,
+                key_env: str | None = None) -> None:
+            if not requests:  # e.g. nothing the teacher got right: an empty, complete folder
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "responses.jsonl").touch()
+                return
+            cfg = client_config(ep, ep.get("base_url") or "http://127.0.0.1:1/v1", served_model(ep),
+                                default_key_env=key_env, temperature=None if force_temp else temperature)
+            if force_temp:
+                cfg = replace(cfg, temperature=temperature)
+            if dry_run(requests, folder, cfg)["requests"]:
+                name = json.dumps(ep, sort_keys=True)
+                if name not in live:
+                    live[name] = stack.enter_context(reach(ep))
+                url, model = live[name]
+                cfg = replace(cfg, base_url=url, model=model)
+            run_requests(requests, folder, cfg, log=log)
+            _check_complete(folder, folder.name)
+
+        ask(answer_requests(examples, prompts), out / "answer", teacher)
         answers = load_responses([out / "answer"])
         follow = followup_requests(examples, answers, spec["purposes"], prompts, template,
                                    spec.get("scorer", "strict"), spec.get("trace", "reasoning"))
-        jobs = []
-        for purpose, ep_name in (("explanation", "explainer"), ("summary", "summariser")):
-            if purpose not in follow:
-                continue
-            temp = summary_temp if purpose == "summary" else None
-            ep = spec.get(ep_name)
-            if ep is None:  # the teacher's own endpoint, still running; summaries at the summary temperature
-                cfg = client_config(teacher, url, model)
-                _run_some(follow[purpose], out / purpose, cfg if temp is None else replace(cfg, temperature=temp), log)
-            else:
-                jobs.append((purpose, ep, temp))
-    for purpose, ep, temp in jobs:  # other endpoints, one server at a time
-        with reach(ep) as (url, model):
-            cfg = client_config(ep, url, model, default_key_env=teacher.get("api_key_env"), temperature=temp)
-            _run_some(follow[purpose], out / purpose, cfg, log)
-
-
-def _run_some(requests, out: Path, cfg, log) -> None:
-    from .client import run_requests
-
-    if not requests:  # nothing the teacher got right: an empty, complete folder
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "responses.jsonl").touch()
-        return
-    run_requests(requests, out, cfg, log=log)
-    _check_complete(out, out.name)
+        temp = prompts.get("summary", "temperature")
+        if "explanation" in follow:  # a follow-up turn to the teacher itself unless an explainer is named
+            ask(follow["explanation"], out / "explanation", spec.get("explainer") or teacher,
+                key_env=teacher.get("api_key_env"))
+        if "summary" in follow:  # at the summary prompt's temperature on the teacher's endpoint
+            ep = spec.get("summariser")
+            ask(follow["summary"], out / "summary", ep or teacher, temperature=temp, force_temp=ep is None,
+                key_env=teacher.get("api_key_env"))
 
 
 def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
@@ -301,7 +307,17 @@ def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
 
     spec = stage.spec
     prompts = load_prompts(spec.get("prompts"))
-    examples = load_examples(spec, data)
+    synth = [d for d in stage.deps if d.kind == "synth"]
+    if synth and not synth[0].done(run_dir):  # generated data: make it in memory's stead, in a temporary folder
+        import tempfile
+
+        from ..synth import generate_into
+
+        with tempfile.TemporaryDirectory() as tmp:
+            generate_into(synth[0].spec, Path(tmp) / "data")
+            examples = load_examples(spec, str(Path(tmp) / "data"))
+    else:
+        examples = load_examples(spec, data)
     reqs = answer_requests(examples, prompts)
     ep = spec["teacher"]
     cfg = client_config(ep, "http://127.0.0.1:1/v1" if ep.get("serve") else ep["base_url"], served_model(ep))
@@ -309,7 +325,7 @@ def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
     tokens = f"<= {d['tokens_max']:,} tokens" if d["tokens_max"] is not None else \
         f"<= {d['prompt_tokens_max']:,} prompt tokens + completions (max_tokens unset)"
     follow = [p for p in spec["purposes"] if p != "answer"]
-    line = (f"    teacher answers: {d['items']} items, {d['done']} done, {d['cached']} cached, "
+    line = (f"teacher answers: {d['items']} items, {d['done']} done, {d['cached']} cached, "
             f"{d['requests']} request(s) to send ({tokens})")
     if follow:
         line += f"; then up to {d['items']} {' + '.join(follow)} request(s), one per teacher-correct item"
