@@ -217,14 +217,35 @@ class Judgement:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "") -> "Judgement":
+        """Read one judgement, its types checked (a bad field is a DataError naming it). Optional verdicts
+        absent from a hand-made or older file default to null (``answer_f1`` to 0, ``gold_label`` to "")."""
+        for k in ("id", "status"):
+            _require(d, k, str, where)
+        for k in ("trace_ok", "answer_ok"):
+            if not isinstance(d.get(k), bool):
+                raise DataError("missing" if k not in d else "must be true or false", field=k, source=where)
+        for k in ("label_ok", "evidence_exact", "evidence_all", "evidence_any"):
+            if d.get(k) is not None and not isinstance(d[k], bool):
+                raise DataError("must be true, false or null", field=k, source=where)
+        for k in ("evidence_precision", "evidence_recall", "answer_f1"):
+            v = d.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise DataError("must be a number or null", field=k, source=where)
+        for k in ("label", "answer", "gold_label"):
+            if d.get(k) is not None and not isinstance(d[k], str):
+                raise DataError("must be a string or null", field=k, source=where)
+        if d.get("evidence") is not None and not (isinstance(d["evidence"], list) and all(
+                isinstance(i, int) and not isinstance(i, bool) for i in d["evidence"])):
+            raise DataError("must be a list of ints or null", field="evidence", source=where)
+        if d.get("extra") is not None and not isinstance(d["extra"], dict):
+            raise DataError("must be an object", field="extra", source=where)
         names = {f.name for f in dataclasses.fields(cls)}
-        missing = [n for n in ("id", "status", "trace_ok", "answer_ok") if n not in d]
-        if missing:
-            raise DataError("missing", field=missing[0], source=where)
         kw = {k: v for k, v in d.items() if k in names}
-        for name in names - kw.keys():  # optional verdicts absent from a hand-made or older file
-            kw[name] = {"answer_f1": 0.0, "gold_label": "", "extra": {}}.get(name)
-        if kw.get("evidence") is not None:
+        for name in names:  # optional verdicts absent (or null) in a hand-made or older file
+            if kw.get(name) is None and name in ("answer_f1", "gold_label", "extra"):
+                kw[name] = {"answer_f1": 0.0, "gold_label": "", "extra": {}}[name]
+            kw.setdefault(name, None)
+        if kw["evidence"] is not None:
             kw["evidence"] = tuple(kw["evidence"])
         return cls(**kw)
 

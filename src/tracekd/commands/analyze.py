@@ -40,44 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
-class _CheckedJudgement:
-    """``Judgement.from_dict`` with the types checked, so a bad row is a DataError, not a crash."""
-
-    _BOOL = ("trace_ok", "answer_ok")
-    _OPT_BOOL = ("label_ok", "evidence_exact", "evidence_all", "evidence_any")
-    _OPT_NUM = ("evidence_precision", "evidence_recall")
-
-    @classmethod
-    def from_dict(cls, d: dict):
-        from ..errors import DataError
-        from ..records import Judgement
-
-        if not isinstance(d.get("id"), str):
-            raise DataError("missing" if "id" not in d else "must be a string", field="id")
-        if not isinstance(d.get("status"), str):
-            raise DataError("missing" if "status" not in d else "must be a string", field="status")
-        for k in cls._BOOL:
-            if not isinstance(d.get(k), bool):
-                raise DataError("missing" if k not in d else "must be true or false", field=k)
-        for k in cls._OPT_BOOL:
-            if d.get(k) is not None and not isinstance(d[k], bool):
-                raise DataError("must be true, false or null", field=k)
-        for k in (*cls._OPT_NUM, "answer_f1"):
-            v = d.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise DataError("must be a number or null", field=k)
-        if d.get("gold_label") is not None and not isinstance(d["gold_label"], str):
-            raise DataError("must be a string", field="gold_label")
-        full = {"label": None, "label_ok": None, "evidence": None, "evidence_exact": None,
-                "evidence_all": None, "evidence_any": None, "evidence_precision": None,
-                "evidence_recall": None, "answer": None, "answer_f1": 0.0, "gold_label": "",
-                "extra": {}}
-        if d.get("extra") is not None and not isinstance(d["extra"], dict):
-            raise DataError("must be an object", field="extra")
-        full.update({k: v for k, v in d.items() if v is not None})
-        return Judgement.from_dict(full)
-
-
 def _recorded(path: Path) -> dict:
     """What `tracekd score` recorded beside a judgements file (its summary.json), if it is that file's."""
     from ..io import read_json, sha256_file
@@ -105,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiment.analysis import assemble_analysis
     from ..io import read_records, refuse_existing, sha256_file, write_json
+    from ..records import Judgement
     from ..stats.results import Input
     from ..stats.summary import format_compare, format_summary
 
@@ -122,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = {}
     shown: list[dict] = []
     for i, p in enumerate(paths):
-        judgements = read_records(p, _CheckedJudgement)
+        judgements = read_records(p, Judgement)
         recorded = _recorded(p)
         cell = recorded.get("cell", {})
         arm = (args.labels[i] if args.labels else None) or cell.get("arm") or (
