@@ -133,6 +133,9 @@ def test_nested_question_and_context_fields_and_missing_field_hints(tmp_path, ca
     ["run", "{missing}"],
     ["train", "--config", "{missing}"],
     ["generate", "--config", "{missing}"],
+    ["generate", "--input-file", "{missing}", "--output-file", "{tmp}/g.jsonl"],
+    ["audit", "cotemp", "{missing}"],
+    ["teacher", "--config", "{missing}"],
 ])
 def test_missing_files_are_one_line_errors(tmp_path, capsys, argv):
     e = ex(0)
