@@ -262,3 +262,15 @@ def test_format_summary_and_compare_are_tables():
 def test_json_safe():
     assert json_safe({"a": [float("nan"), (1, float("-inf"))], "b": "s", "c": None}) == {
         "a": [None, [1, None]], "b": "s", "c": None}
+
+
+def test_summary_round_trips_and_an_older_file_gets_has_trace_from_its_statuses():
+    from tracekd.stats.results import Summary
+
+    s = summarize(small_set())
+    assert Summary.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    old = summarize([J(0, status="no_trace"), J(1, status="no_trace")]).to_dict()
+    del old["has_trace"]
+    assert Summary.from_dict(old).has_trace is False
+    old["status"]["ok"] = 1
+    assert Summary.from_dict(old).has_trace is True

@@ -304,6 +304,13 @@ class Summary(Record):
     group: str | None = _optional()
     groups: dict[str, "Summary"] | None = _optional()
 
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "", path: str = "") -> "Summary":
+        """A summary; one written before ``has_trace`` existed gets it from its status counts."""
+        if isinstance(d, dict) and "has_trace" not in d and isinstance(d.get("status"), dict):
+            d = {**d, "has_trace": any(c for s, c in d["status"].items() if s not in TRACE_FREE_STATUSES)}
+        return super().from_dict(d, where, path)
+
 
 # ----------------------------------------------------------------------------------- comparisons
 
