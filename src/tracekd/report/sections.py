@@ -30,8 +30,10 @@ KINDS = {"trace_right_answer_wrong": ("trace right, answer wrong", "step_only"),
          "trace_wrong_answer_right": ("trace wrong, answer right", "answer_only")}
 
 HOW_TO_READ = (
-    "Every generation counts in every denominator: an output that could not be parsed, or was cut off, "
-    "counts as wrong on every step it could not be judged (the parse-status tables say how many).",
+    "Every test item counts in every denominator: an output that could not be parsed, or was cut off, "
+    "counts as wrong on every step it could not be judged, and an item with no output at all is `missing` "
+    "and wrong on everything (the parse-status tables say how many). Arms trained without a trace (vanilla) "
+    "show their steps as n/a (no trace).",
     "Evidence = the exact set of gold evidence lines. Trace = the whole trace is right ({trace_definition}).",
     "Mean, SD, min and max are over seeds (each seed re-draws the corruptions and trains its own student); "
     "SD is the sample SD (n/a with one seed). Intervals are 95% Wilson intervals over all seeds' items pooled.",
