@@ -192,14 +192,14 @@ def test_teacher_arms_without_responses_and_bad_response_lines_are_clear_errors(
                  "--quiet"]) != 0
 
 
-def test_content_trace_without_filter_keeps_wrong_answers_and_uses_the_answer_text(data):
+def test_content_trace_without_filter_keeps_wrong_and_cut_answers_and_uses_the_answer_text(data):
     root, splits, fates = data
     out = _build(root, "b-content", teacher_trace="content", teacher_scorer="none")
     resp = load_responses([root / "responses"])
     m = json.loads((out / "manifest.json").read_text())
     assert m["teacher"]["scorer"] == "none" and m["teacher"]["trace"] == "content"
     for split, exs in splits.items():
-        want = [ex.id for ex in exs if fates[ex.id] in ("ok", "teacher_wrong")]
+        want = [ex.id for ex in exs if fates[ex.id] in ("ok", "teacher_wrong", "truncated")]  # all answered
         rows = _rows(out / "teacher-trace" / f"{split}.jsonl")
         assert [r["id"] for r in rows] == want
         for r in rows:

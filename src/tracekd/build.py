@@ -52,7 +52,8 @@ class BuildConfig:
         "help": "YAML file overriding prompts / class synonyms of tracekd/templates/teacher.yaml"})
     teacher_scorer: str = field(default="strict", metadata={
         "help": "scorer deciding whether the teacher's answer is right (strict: the method's; any answer scorer "
-                "of `tracekd ls`; none: keep every answered item, recorded)"})
+                "of `tracekd ls`; contains: every gold answer occurs in it as whole words, lenient; none: keep "
+                "every answered item; recorded)"})
     teacher_trace: str = field(default="reasoning", metadata={
         "help": "the teacher's trace: reasoning (what the server returned as reasoning_content or a <think> "
                 "block; items without one are dropped) or content (the whole answer text: a non-reasoning "

@@ -39,6 +39,8 @@ from .prompts import TeacherPrompts, load_prompts, zero_shot_format_prompt
 from .records import TeacherResponse
 
 ANSWER_CHOICES = ("gold", "teacher")
+#: teacher filters besides the answer scorers: keep every answered item, or a lenient containment check
+FILTERS = ("none", "contains")
 TRACE_CHOICES = ("reasoning", "content")
 #: the responses each teacher arm needs besides the answer
 _NEEDS = {"teacher-summary": "summary", "teacher-explanation": "explanation"}
@@ -71,6 +73,32 @@ def load_responses(folders) -> dict[tuple[str, str], TeacherResponse]:
             out.setdefault(k, r)
             where.setdefault(k, f"{path}:{lineno}")
     return out
+
+
+def contains_gold(prediction: str, answers) -> bool:
+    """Whether every gold answer occurs as whole words in ``prediction`` (normalised as the strict scorer
+    does): the lenient ``contains`` teacher filter, for weak teachers that answer in a sentence.
+
+    >>> contains_gold("Sandra went back to the garden.", ["garden"]), contains_gold("gardens", ["garden"])
+    (True, False)
+    """
+    from ..score.answer import normalize_answer
+
+    words = normalize_answer(prediction).split()
+    return all(_sublist(words, normalize_answer(a).split()) for a in answers)
+
+
+def _sublist(words: list[str], part: list[str]) -> bool:
+    return bool(part) and any(words[i:i + len(part)] == part for i in range(len(words) - len(part) + 1))
+
+
+class _Verdict:
+    def __init__(self, correct: bool):
+        self.correct = correct
+
+
+def _contains_score(prediction: str, example: Example) -> _Verdict:
+    return _Verdict(contains_gold(prediction, example.answers))
 
 
 def derangement(items: list[tuple[str, str]], seed: int) -> dict[str, str]:
@@ -123,7 +151,7 @@ class TeacherArms:
     template: Template
     seed: int = 0
     answer: str = "gold"  # gold | teacher
-    scorer: str = "strict"  # or any answer scorer; "none" keeps every answered item
+    scorer: str = "strict"  # or any answer scorer; "contains" (lenient); "none" keeps every answered item
     prompts: TeacherPrompts = field(default_factory=load_prompts)
     trace_from: str = "reasoning"  # reasoning | content
 
@@ -132,7 +160,12 @@ class TeacherArms:
             raise ConfigError(f"teacher answer must be one of {', '.join(ANSWER_CHOICES)}, got {self.answer!r}")
         if self.trace_from not in TRACE_CHOICES:
             raise ConfigError(f"teacher trace must be one of {', '.join(TRACE_CHOICES)}, got {self.trace_from!r}")
-        self._score = None if self.scorer == "none" else get_scorer(self.scorer)
+        if self.scorer == "none":
+            self._score = None
+        elif self.scorer == "contains":
+            self._score = _contains_score
+        else:
+            self._score = get_scorer(self.scorer)
 
     def reasoning(self, example_id: str) -> str:
         """The teacher's trace for an item: its returned reasoning, or its whole answer text (``trace_from``)."""

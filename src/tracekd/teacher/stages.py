@@ -99,8 +99,8 @@ class TeacherSection(Endpoint):
     prompts: str | None = field(default=None, metadata={
         "help": "YAML file overriding tracekd/templates/teacher.yaml (prompts, class synonyms)"})
     scorer: str = field(default="strict", metadata={
-        "help": "scorer deciding whether the teacher's answer is right (strict: the method's; none keeps every "
-                "answered item)"})
+        "help": "scorer deciding whether the teacher's answer is right (strict: the method's; contains: every gold "
+                "answer occurs in it as whole words, lenient, for weak teachers; none keeps every answered item)"})
     trace: str = field(default="reasoning", metadata={
         "choices": ("reasoning", "content"),
         "help": "the teacher's trace: reasoning (returned reasoning_content or <think> block) or content (its "
@@ -118,7 +118,7 @@ class TeacherSection(Endpoint):
             from .prompts import load_prompts
 
             load_prompts(self.prompts)
-        if self.scorer != "none":
+        if self.scorer not in ("none", "contains"):
             from ..score.answer import get_scorer
 
             get_scorer(self.scorer)
