@@ -242,24 +242,28 @@ TRACE = ("<think>The temporal relation between the event in question and the eve
 
 
 @pytest.mark.parametrize("text, finish, status, compat", [
-    # no final answer: lowercase; no <answer>, no "answer the question based on", no " answer " (the trace
-    # says "answer the question:"), no "answer:" -> the whole text; "think"/"assistant" deleted; candidates
-    # (triple S1_R1_O2: the facts' subjects) "jan trøjborg" (also in the question: deleted, skipped once) and
-    # the gold "nkt"; nkt found -> ["nkt"] == ["nkt"]: correct (the reference scorer's known leniency)
     (TRACE, "stop", "no_answer", True),
-    # cut off inside the trace, never closed: the same whole-text branch finds nkt: correct
     (TRACE[:-8] + " so the employer is NKT", "length", "truncated", True),
-    # <answer> never closed: the text after <answer> to the end -> "orange"; no candidate in it -> ["orange"]:
-    # wrong, although the trace names NKT (only the answer part is read once <answer> is there)
     (TRACE + " <answer>Orange", "stop", "ok", False),
-    # <answer> never closed: the text after it -> "nkt" -> correct
     (TRACE + " <answer>NKT", "length", "truncated", True),
-    # an unreadable trace that names the gold entity outside any tag: whole text -> nkt: correct
     ("I am not sure. Maybe NKT.", "stop", "no_trace", True),
-    # nothing at all: the whole (empty) text is the one candidate, "" != "nkt": wrong
     ("", "stop", "empty", False),
 ])
 def test_cotemp_official_reads_the_raw_text_of_every_output(text, finish, status, compat):
+    """The reference scorer's verdict on each shape, step by step. Candidates here (triple S1_R1_O2: the
+    facts' subjects, plus the gold): "jan trøjborg" (also in the question) and "nkt".
+
+    1. Trace, no answer: lowercase; no ``<answer>``; no "answer the question based on"; " answer " is there
+       ("facts to answer the question") -> the text after it: 'the question: ["jan trøjborg works for nkt
+       ..."]</>' ("think" deleted); "jan trøjborg" is in the question: deleted, skipped once; "nkt" found ->
+       ["nkt"] == ["nkt"]: right (the reference scorer's known leniency). Strict: no answer, wrong.
+    2. Cut off inside the trace (``<think>`` never closed): the same " answer " branch finds "nkt": right.
+    3. ``<answer>`` never closed: the text after ``<answer>`` to the end, "orange"; no candidate in it ->
+       ["orange"]: wrong, although the trace names NKT.
+    4. ``<answer>`` never closed, cut off: the text after it, "nkt": right. Strict: truncated, wrong.
+    5. No trace, no tag, no "answer": the whole text "i am not sure. maybe nkt." -> ["nkt"]: right.
+    6. Empty: nothing found, so the (empty) remaining text is the one candidate: [""] != ["nkt"]: wrong.
+    """
     strict = judge(COTEMP, Generation(COTEMP.id, text, finish), get_template("reference-cotemp"),
                    get_scorer("strict"), "class+evidence-exact")
     official = judge(COTEMP, Generation(COTEMP.id, text, finish), get_template("reference-cotemp"),
