@@ -52,7 +52,7 @@ def numbers(run_dir: Path) -> dict:
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("exp")
     cfg = write_config(tmp, "straight")
-    assert main(["run", str(cfg)]) == 0
+    assert main(["run", str(cfg), "--executor", "local"]) == 0
     return tmp / "straight"
 
 
@@ -77,7 +77,7 @@ def test_killed_run_resumes_to_the_same_numbers(uninterrupted, tmp_path):
     cfg = write_config(tmp_path, "killed")
     run_dir = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "tracekd.cli", "run", str(cfg)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "tracekd.cli", "run", str(cfg), "--executor", "local"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # kill it in the middle of the second seed's training, once a checkpoint exists there
     deadline = time.monotonic() + 240
@@ -93,7 +93,7 @@ def test_killed_run_resumes_to_the_same_numbers(uninterrupted, tmp_path):
     proc.wait(timeout=60)
     assert killed, "the run finished before it could be killed; make the tiny config slower"
     assert not (run_dir / "analysis.json").exists()
-    assert main(["run", str(cfg)]) == 0
+    assert main(["run", str(cfg), "--executor", "local"]) == 0
     assert numbers(run_dir) == numbers(uninterrupted)
 
 
@@ -134,3 +134,20 @@ def test_changing_a_setting_rekeys_only_downstream_stages(tmp_path):
     for label in ka:
         same = ka[label] == kb[label]
         assert same == (label.split()[0] in ("synth", "build", "train")), label
+
+
+def test_every_json_the_run_writes_is_strict_json(uninterrupted):
+    """No NaN / Infinity in any JSON or JSONL of a run (jq, JavaScript and strict parsers reject them)."""
+    def refuse(constant):
+        raise ValueError(f"non-JSON constant {constant}")
+
+    checked = 0
+    for path in sorted(uninterrupted.rglob("*.json*")):
+        if path.suffix not in (".json", ".jsonl"):
+            continue
+        for line in ([path.read_text(encoding="utf-8")] if path.suffix == ".json"
+                     else path.read_text(encoding="utf-8").splitlines()):
+            if line.strip():
+                json.loads(line, parse_constant=refuse)
+        checked += 1
+    assert checked >= 10

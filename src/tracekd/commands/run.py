@@ -3,6 +3,10 @@
   tracekd run configs/experiments/babi/smollm2-135m_cpu.yaml
   tracekd run configs/experiments/babi/smollm2-135m_cpu.yaml --dry-run     # the plan, what is cached, a time estimate
   tracekd run --explain                                        # every config key with its help text
+  tracekd run CONFIG --executor subprocess --max-parallel 2    # each stage its own process (the default)
+  tracekd run CONFIG --executor slurm --dry-run                # the SLURM jobs, dependencies and resources
+  tracekd run CONFIG --executor slurm                          # submit them (submitit), return
+  tracekd run --status runs/NAME                               # every stage: done/running/queued/failed/...
 
 Each stage's output lives in RUN/stages/<kind>-<hash of what it depends on>/, so a re-run skips
 finished stages and resumes unfinished ones (training from its last checkpoint, generation by
@@ -15,12 +19,21 @@ import argparse
 
 HELP = "run an experiment config end to end (resumable; --dry-run shows the plan)"
 
+#: the executors (tracekd.experiment.config.EXECUTORS; repeated here so --help needs no import)
+EXECUTOR_CHOICES = ("auto", "local", "subprocess", "slurm", "submitit-local")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="experiment YAML")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and a rough time estimate, run nothing")
     parser.add_argument("--out", default=None, help="run directory (overrides the config's `out`)")
     parser.add_argument("--explain", action="store_true", help="print every config key with its help text")
+    parser.add_argument("--executor", default=None, choices=EXECUTOR_CHOICES,
+                        help="where stages run (default: the config's `executor.name`, auto = subprocess)")
+    parser.add_argument("--max-parallel", type=int, default=None,
+                        help="subprocess/submitit-local: stages at once (model stages still one per GPU)")
+    parser.add_argument("--status", metavar="RUN", default=None,
+                        help="print the state of every stage of the run folder RUN and exit")
 
 
 def explain() -> str:
@@ -28,8 +41,11 @@ def explain() -> str:
     from ..config import explain as explain_fields
     from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
 
+    from ..experiment.config import ExecutorConfig, Resources
+
     return "\n\n".join(f"# {title}\n{explain_fields(cls)}" for title, cls in (
-        ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec)))
+        ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec),
+        ("executor", ExecutorConfig), ("executor.resources.<kind>", Resources)))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,11 +56,42 @@ def run(args: argparse.Namespace) -> int:
     if args.explain:
         print(explain())
         return 0
+    if args.status:
+        from ..experiment.state import status_table
+
+        print(status_table(args.status))
+        return 0
     if not args.config:
-        raise ConfigError("give an experiment config (see configs/), or --explain")
+        raise ConfigError("give an experiment config (see configs/experiments/), or --explain, or --status RUN")
+    not_an_experiment(args.config)
     config = load_experiment(args.config)
     if args.out:
         config.out = args.out
-    command = f"tracekd run {args.config}" + (f" --out {args.out}" if args.out else "")
-    run_experiment(config, dry_run=args.dry_run, command=command)
+    if args.max_parallel is not None and args.max_parallel < 1:
+        raise ConfigError("--max-parallel must be >= 1")
+    command = f"tracekd run {args.config}" + (f" --out {args.out}" if args.out else "") \
+        + (f" --executor {args.executor}" if args.executor else "")
+    run_experiment(config, dry_run=args.dry_run, command=command, executor=args.executor,
+                   max_parallel=args.max_parallel)
     return 0
+
+
+def not_an_experiment(path: str) -> None:
+    """A train or generate recipe given to `tracekd run` is named as such, with the command that takes it."""
+    import dataclasses
+
+    from ..config import read_yaml
+    from ..errors import ConfigError
+    from ..generate.config import GenerateConfig
+    from ..train.config import TrainConfig
+
+    keys = {str(k).replace("-", "_") for k in read_yaml(path)}
+    if not keys or "datasets" in keys:
+        return
+    for command, cls, files in (("train", TrainConfig, "--train-file SFT.jsonl --output-dir OUT"),
+                                ("generate", GenerateConfig, "--adapter OUT --input-file TEST.jsonl "
+                                                             "--output-file OUT/generations.jsonl")):
+        if keys <= {f.name for f in dataclasses.fields(cls)}:
+            raise ConfigError(f"{path} is a `tracekd {command}` config, not an experiment: "
+                              f"tracekd {command} --config {path} {files} "
+                              "(experiment configs are in configs/experiments/)")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config import load_config
 from ..errors import ConfigError, did_you_mean
+from ..teacher.stages import TeacherSection
 
 
 @dataclass
@@ -45,6 +46,88 @@ class DatasetEntry:
             raise ConfigError(f"dataset {self.name!r}: give exactly one of `data` or `synth`")
 
 
+EXECUTORS = ("auto", "local", "subprocess", "slurm", "submitit-local")
+
+
+@dataclass
+class Resources:
+    """What one stage's job asks the scheduler for (SLURM through submitit; GPUs also for `subprocess`)."""
+
+    partition: str | None = field(default=None, metadata={"help": "SLURM partition (sbatch --partition)"})
+    gpus: int = field(default=0, metadata={"help": "GPUs per job (sbatch --gpus-per-node)"})
+    cpus: int = field(default=2, metadata={"help": "CPU cores per job (sbatch --cpus-per-task)"})
+    mem_gb: float | None = field(default=None, metadata={"help": "memory per job in GB (sbatch --mem)"})
+    time_min: int = field(default=60, metadata={"help": "time limit in minutes (sbatch --time)"})
+    account: str | None = field(default=None, metadata={"help": "account to charge (sbatch --account)"})
+    qos: str | None = field(default=None, metadata={"help": "quality of service (sbatch --qos)"})
+    constraint: str | None = field(default=None, metadata={"help": "node features, e.g. a100 (sbatch --constraint)"})
+    extra: dict = field(default_factory=dict, metadata={
+        "help": "further sbatch options as {option: value}, e.g. {exclusive: true, reservation: r1}"})
+    setup: list[str] = field(default_factory=list, metadata={
+        "help": "shell lines run in the job before the stage, e.g. 'module load cuda/12.4'"})
+
+
+#: resources of each stage kind unless the config's `executor.resources` says otherwise
+DEFAULT_RESOURCES = {
+    "default": {"cpus": 2, "mem_gb": 8, "time_min": 60},
+    "train": {"gpus": 1, "cpus": 8, "mem_gb": 64, "time_min": 720},
+    "generate": {"gpus": 1, "cpus": 8, "mem_gb": 64, "time_min": 240},
+}
+
+
+@dataclass
+class ExecutorConfig:
+    """Where the stages run: in this process, one process each on this machine, or as SLURM jobs."""
+
+    name: str = field(default="auto", metadata={
+        "choices": EXECUTORS,
+        "help": "local (in this process), subprocess (each stage its own process here), slurm (each stage a "
+                "SLURM job through submitit, with dependencies), submitit-local (the slurm path through "
+                "submitit's LocalExecutor, no cluster); auto = subprocess: on a GPU each model stage needs its "
+                "own process (a training's cached CUDA memory is not free for vLLM), on CPU it keeps a long run at "
+                "one stage's peak memory"})
+    max_parallel: int = field(default=2, metadata={
+        "help": "subprocess/submitit-local: stages at once (CPU stages in parallel; model stages one per GPU)"})
+    cpu_model_stages: int = field(default=1, metadata={
+        "help": "model stages (train, generate) at once on a machine without GPU (each uses every core)"})
+    resources: dict = field(default_factory=dict, metadata={
+        "help": "per stage kind (synth, build, teacher, train, generate, score, analyze, or default): "
+                "Resources keys, "
+                "e.g. {train: {partition: gpu, gpus: 1, time_min: 600}}"})
+    python: str | None = field(default=None, metadata={
+        "help": "slurm: command that runs Python on the nodes (default: this interpreter)"})
+
+    def __post_init__(self) -> None:
+        from ..config import load_config
+
+        for kind, res in self.resources.items():
+            if kind != "default" and kind not in _stage_kinds():
+                raise ConfigError("executor.resources: " + did_you_mean(str(kind), [*_stage_kinds(), "default"],
+                                                                         "stage kind"))
+            try:
+                load_config(Resources, res)
+            except ConfigError as e:
+                raise ConfigError(f"executor.resources.{kind}: {e}") from None
+        if self.max_parallel < 1 or self.cpu_model_stages < 1:
+            raise ConfigError("executor.max_parallel and executor.cpu_model_stages must be >= 1")
+
+    def resources_for(self, kind: str) -> Resources:
+        """Built-in defaults < the config's `default` entry < the config's entry for ``kind``."""
+        from ..config import load_config
+
+        merged: dict = {}
+        for layer in (DEFAULT_RESOURCES["default"], DEFAULT_RESOURCES.get(kind, {}),
+                      self.resources.get("default", {}), self.resources.get(kind, {})):
+            merged.update({k.replace("-", "_"): v for k, v in layer.items()})
+        return load_config(Resources, merged)
+
+
+def _stage_kinds() -> list[str]:
+    from .runner import STAGE_KINDS
+
+    return [*STAGE_KINDS, "analyze"]
+
+
 @dataclass
 class ExperimentConfig:
     """A whole experiment: every (dataset, student, arm, seed) cell is built, trained, generated and scored."""
@@ -67,16 +150,40 @@ class ExperimentConfig:
                                   metadata={"help": "what makes a whole trace correct"})
     report_examples: int = field(default=3, metadata={
         "help": "concrete examples shown in the report for each off-diagonal cell"})
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig, metadata={
+        "help": "where stages run and what each kind asks for (see the `executor` section)"})
+    teacher: TeacherSection | None = field(default=None, metadata={
+        "help": "a teacher endpoint (and summariser / explainer): teacher stages ask it every question, and "
+                "every arm is restricted to the items it answers right (needed by the teacher-* arms)"})
 
     def __post_init__(self) -> None:
-        from ..traces.corrupt import ARMS
+        from ..traces.corrupt import ALL_ARMS, TEACHER_ARMS
 
         for arm in self.arms:
-            if arm not in ARMS:
-                raise ConfigError(did_you_mean(arm, ARMS, "arm"))
+            if arm not in ALL_ARMS:
+                raise ConfigError(did_you_mean(arm, ALL_ARMS, "arm"))
+        if self.teacher is None and set(self.arms) & set(TEACHER_ARMS):
+            raise ConfigError("the teacher-* arms need a `teacher:` section (its endpoint and settings)")
         if not self.datasets or not self.students or not self.arms or not self.seeds:
             raise ConfigError("datasets, students, arms and seeds must each list at least one entry")
+        self._check_names()
         self._check_stage_settings()
+
+    def _check_names(self) -> None:
+        """Students, datasets and loader options are checked now (did-you-mean), not when their stage runs."""
+        from ..registry import get
+        from ..students import parse_student
+
+        for student in self.students:
+            try:
+                parse_student(student)
+            except ConfigError as e:
+                raise ConfigError(f"students: {e}") from None
+        for entry in self.datasets:
+            try:
+                get(entry.name).make_options(**entry.options)
+            except ConfigError as e:
+                raise ConfigError(f"datasets[{entry.name}]: {e}") from None
 
     #: keys of the train/generate settings that the runner sets for each cell
     CELL_KEYS = ("student", "seed", "train_file", "output_dir", "input_file", "output_file", "adapter")

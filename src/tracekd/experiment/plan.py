@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..io import sha256_text, sha256_tree
+from ..traces.corrupt import BASELINE_ARMS
 from .config import DatasetEntry, ExperimentConfig
 
 
@@ -29,8 +30,42 @@ class Stage:
     def dir(self, run_dir: Path) -> Path:
         return run_dir / "stages" / f"{self.kind}-{self.key}"
 
+    @property
+    def dirname(self) -> str:
+        """The stage folder's name under ``RUN/stages/`` (unique within a run)."""
+        return f"{self.kind}-{self.key}"
+
     def done(self, run_dir: Path) -> bool:
         return (self.dir(run_dir) / "DONE.json").exists()
+
+    def input(self, kind: str) -> "Stage":
+        """The upstream stage of ``kind`` this stage reads (dependencies are named by their kind)."""
+        for d in self.deps:
+            if d.kind == kind:
+                return d
+        raise KeyError(f"{self.label} has no {kind} input (inputs: {[d.kind for d in self.deps]})")
+
+    def to_dict(self) -> dict:
+        """JSON form (``plan.json``): dependencies by folder name, so a worker can rebuild the graph."""
+        return {"label": self.label, "kind": self.kind, "key": self.key, "cell": self.cell, "spec": self.spec,
+                "dir": f"stages/{self.dirname}", "deps": [d.dirname for d in self.deps]}
+
+
+def stages_from_dicts(items: list[dict]) -> list[Stage]:
+    """Rebuild the stage graph written by :meth:`Stage.to_dict` (in the same order).
+
+    >>> a = Stage("synth", "synth babi", "k1", {"n": 1})
+    >>> b = Stage("build", "build babi/seed0", "k2", {}, [a])
+    >>> [s.input("synth").key for s in stages_from_dicts([a.to_dict(), b.to_dict()])[1:]]
+    ['k1']
+    """
+    by_dir: dict[str, Stage] = {}
+    out = []
+    for it in items:
+        s = Stage(it["kind"], it["label"], it["key"], it["spec"], [by_dir[d] for d in it["deps"]], it.get("cell", {}))
+        by_dir[s.dirname] = s
+        out.append(s)
+    return out
 
 
 def stage_key(kind: str, spec: dict, deps: list[Stage], inputs: dict[str, str] | None = None) -> str:
@@ -65,11 +100,28 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
         options = dict(entry.options)
         if entry.synth is not None and entry.synth.generator == "babi" and entry.synth.tasks != "all":
             options.setdefault("tasks", entry.synth.tasks)  # load just the generated tasks
+        teacher = None
+        if config.teacher is not None:  # one per dataset: the builds of every seed read its responses
+            from ..teacher.stages import teacher_stage_spec
+
+            spec = teacher_stage_spec(config.teacher, config.arms, {
+                "dataset": entry.name, "data": None if synth else entry.data, "options": options,
+                "template": entry.template, "max_train": entry.max_train, "max_test": entry.max_test,
+                "subset_seed": entry.subset_seed})
+            tdeps = [synth] if synth else []
+            teacher = Stage("teacher", f"teacher {entry.name}", stage_key("teacher", spec, tdeps, inputs), spec,
+                            tdeps, {"dataset": entry.name})
+            stages.append(teacher)
         for seed in config.seeds:
             bspec = {"dataset": entry.name, "data": None if synth else entry.data, "options": options,
                      "arms": list(config.arms), "seed": seed, "template": entry.template,
                      "max_train": entry.max_train, "max_test": entry.max_test, "subset_seed": entry.subset_seed}
             deps = [synth] if synth else []
+            if teacher is not None:
+                from ..teacher.stages import build_spec_additions
+
+                bspec.update(build_spec_additions(config.teacher))
+                deps.append(teacher)
             build = Stage("build", f"build {entry.name}/seed{seed}", stage_key("build", bspec, deps, inputs),
                           bspec, deps, {"dataset": entry.name, "seed": seed})
             stages.append(build)
@@ -80,11 +132,14 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
                     tspec = {"student": student, "arm": arm, "seed": seed, "settings": config.train}
                     train = Stage("train", f"train {name}", stage_key("train", tspec, [build]), tspec, [build], cell)
                     gspec = {"student": student, "arm": arm, "seed": seed, "settings": config.generate}
-                    gen = Stage("generate", f"generate {name}", stage_key("generate", gspec, [train, build]),
-                                gspec, [train, build], cell)
+                    gdeps = [build] if arm in BASELINE_ARMS else [train, build]  # baselines: the untrained student
+                    gen = Stage("generate", f"generate {name}", stage_key("generate", gspec, gdeps),
+                                gspec, gdeps, cell)
                     sspec = {"scorer": entry.scorer, "template": entry.template,
                              "trace_definition": config.trace_definition}
+                    if config.teacher is not None and config.teacher.prompts:
+                        sspec["teacher_prompts"] = config.teacher.prompts  # class synonyms of the free-form measures
                     score = Stage("score", f"score {name}", stage_key("score", sspec, [gen, build]), sspec,
                                   [gen, build], cell)
-                    stages += [train, gen, score]
+                    stages += [gen, score] if arm in BASELINE_ARMS else [train, gen, score]
     return stages

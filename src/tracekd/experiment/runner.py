@@ -10,17 +10,38 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
+from ..errors import TracekdError
 from ..io import manifest, read_records, write_json
 from ..records import Example
 from .config import ExperimentConfig
 from .plan import Stage, make_plan
 
-#: rough CPU throughput of the default student, measured on this project's 2-core machine; for --dry-run only
-_TRAIN_TOK_PER_S = {"smollm2-135m": 160.0, "tiny-random": 20000.0}
-_GEN_TOK_PER_S = {"smollm2-135m": 100.0, "tiny-random": 4000.0}
+
+
+@dataclass(frozen=True)
+class StageKind:
+    """What a stage kind does: ``run(stage, run_dir)`` fills the stage folder; ``model`` stages load a model."""
+
+    name: str
+    run: Callable[[Stage, Path], None]
+    model: bool = False  # train/generate: one per GPU, own process under the subprocess executor
+    help: str = ""
+
+
+#: stage kind name -> StageKind; the plan's stages name their inputs by kind (``stage.input("build")``)
+STAGE_KINDS: dict[str, StageKind] = {}
+
+
+def stage_kind(name: str, *, model: bool = False, help: str = ""):
+    """Register the function that runs stages of kind ``name`` (a decorator)."""
+    def register(fn: Callable[[Stage, Path], None]):
+        STAGE_KINDS[name] = StageKind(name, fn, model, help)
+        return fn
+    return register
 
 
 def data_path(stage: Stage, run_dir: Path) -> str:
@@ -29,51 +50,92 @@ def data_path(stage: Stage, run_dir: Path) -> str:
     return str(synth[0].dir(run_dir) / "data") if synth else stage.spec["data"]
 
 
-def run_stage(stage: Stage, config: ExperimentConfig, run_dir: Path) -> None:
-    """Do one stage's work in its directory (resuming what is there), then write DONE.json."""
+@stage_kind("synth", help="synthetic raw data (tracekd synth)")
+def _run_synth(stage: Stage, run_dir: Path) -> None:
+    from ..synth import generate_into
+
+    generate_into(stage.spec, stage.dir(run_dir) / "data", overwrite=True)  # an unfinished stage's files
+
+
+@stage_kind("build", help="SFT sets of every arm (tracekd build)")
+def _run_build(stage: Stage, run_dir: Path) -> None:
+    from ..build import BuildConfig, build
+
+    spec = dict(stage.spec)
+    spec["data"] = data_path(stage, run_dir)
+    if any(d.kind == "teacher" for d in stage.deps):  # restricted to the teacher-correct subset
+        from ..teacher.stages import response_dirs
+
+        spec["teacher_responses"] = response_dirs(stage.input("teacher").dir(run_dir))
+    build(BuildConfig(out=str(stage.dir(run_dir) / "sets"), **spec), progress=False, overwrite=True)
+
+
+@stage_kind("teacher", help="teacher answers, explanations and summaries through the client (tracekd teacher)")
+def _run_teacher(stage: Stage, run_dir: Path) -> None:
+    from ..teacher.stages import run_teacher_stage
+
+    run_teacher_stage(stage, run_dir, data_path(stage, run_dir))
+
+
+@stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)")
+def _run_train(stage: Stage, run_dir: Path) -> None:
+    from ..train import train_from_settings
+
+    build_dir = stage.input("build").dir(run_dir) / "sets"
+    train_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
+                        train_file=build_dir / stage.spec["arm"] / "train.jsonl",
+                        output_dir=stage.dir(run_dir) / "adapter")
+
+
+@stage_kind("generate", model=True, help="generations of one cell's adapter (tracekd generate)")
+def _run_generate(stage: Stage, run_dir: Path) -> None:
+    from ..generate import generate_from_settings
+
+    trained = any(d.kind == "train" for d in stage.deps)  # the zero-shot baselines are not
+    generate_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
+                           adapter=stage.input("train").dir(run_dir) / "adapter" if trained else None,
+                           input_file=stage.input("build").dir(run_dir) / "sets" / stage.spec["arm"] / "test.jsonl",
+                           output_file=stage.dir(run_dir) / "generations.jsonl")
+
+
+@stage_kind("score", help="parse, verify and score one cell's generations (tracekd score)")
+def _run_score(stage: Stage, run_dir: Path) -> None:
+    from ..io import write_records
+    from ..score.judge import read_generations, score_pairs, settings_for
+    from ..stats.summary import summarize
+
     out = stage.dir(run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    if stage.kind == "synth":
-        from ..synth import generate_into
+    examples = read_records(stage.input("build").dir(run_dir) / "sets" / "examples" / "test.jsonl", Example)
+    settings = settings_for(examples, stage.spec["template"], stage.spec["scorer"], stage.spec["trace_definition"])
+    pairs, _ = read_generations(stage.input("generate").dir(run_dir) / "generations.jsonl", examples, strict=True)
+    judgements = score_pairs(pairs, settings)
+    from ..teacher.measures import add_freeform  # checkable facts of the trace as free text, every arm
 
-        generate_into(stage.spec, out / "data")
-    elif stage.kind == "build":
-        from ..build import BuildConfig, build
+    judgements = add_freeform(judgements, pairs, stage.spec.get("teacher_prompts"))
+    write_records(out / "judgements.jsonl", judgements)
+    summary = summarize(judgements)
+    write_json(out / "summary.json", summary.to_dict() if hasattr(summary, "to_dict") else summary)
 
-        spec = dict(stage.spec)
-        spec["data"] = data_path(stage, run_dir)
-        build(BuildConfig(out=str(out / "sets"), **spec), progress=False)
-    elif stage.kind == "train":
-        from ..train import train_from_settings
 
-        build_dir = stage.deps[0].dir(run_dir) / "sets"
-        train_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
-                            train_file=build_dir / stage.spec["arm"] / "train.jsonl", output_dir=out / "adapter")
-    elif stage.kind == "generate":
-        from ..generate import generate_from_settings
+def is_model_stage(stage: Stage) -> bool:
+    return STAGE_KINDS[stage.kind].model
 
-        train, build = stage.deps
-        generate_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
-                               adapter=train.dir(run_dir) / "adapter",
-                               input_file=build.dir(run_dir) / "sets" / stage.spec["arm"] / "test.jsonl",
-                               output_file=out / "generations.jsonl")
-    elif stage.kind == "score":
-        from ..io import write_records
-        from ..score.judge import read_generations, score_pairs, settings_for
-        from ..stats.summary import summarize
 
-        gen, build = stage.deps
-        examples = read_records(build.dir(run_dir) / "sets" / "examples" / "test.jsonl", Example)
-        settings = settings_for(examples, stage.spec["template"], stage.spec["scorer"],
-                                stage.spec["trace_definition"])
-        pairs, report = read_generations(gen.dir(run_dir) / "generations.jsonl", examples, strict=True)
-        judgements = score_pairs(pairs, settings)
-        write_records(out / "judgements.jsonl", judgements)
-        write_json(out / "summary.json", summarize(judgements))
-    else:  # pragma: no cover - plan and runner are written together
-        raise ValueError(stage.kind)
-    write_json(out / "DONE.json", manifest(kind=stage.kind, config=stage.spec, seed=stage.spec.get("seed"),
-                                           label=stage.label, key=stage.key, cell=stage.cell))
+def run_stage(stage: Stage, run_dir: Path) -> None:
+    """Do one stage's work in its directory (resuming what is there), then write DONE.json.
+
+    Holds the stage folder's lock throughout (:mod:`.locks`): the same stage never runs twice at once,
+    whichever executor or re-submission started it.
+    """
+    from .locks import stage_lock
+
+    out = stage.dir(run_dir)
+    with stage_lock(out):
+        if stage.done(run_dir):  # finished by another runner while this one waited in a queue
+            return
+        STAGE_KINDS[stage.kind].run(stage, run_dir)
+        write_json(out / "DONE.json", manifest(kind=stage.kind, config=stage.spec, seed=stage.spec.get("seed"),
+                                               label=stage.label, key=stage.key, cell=stage.cell))
 
 
 def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
@@ -116,15 +178,57 @@ def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
     return rows
 
 
-def estimate_seconds(stage: Stage, run_dir: Path, cache: dict) -> float | None:
-    """A rough time for a train or generate stage from its row and token counts (chars / 4)."""
+def visible_gpus() -> list[str]:
+    """CUDA devices this process may use, without importing torch (``CUDA_VISIBLE_DEVICES``, else the driver's list).
+
+    >>> import os; os.environ["CUDA_VISIBLE_DEVICES"] = "2,3"; visible_gpus()
+    ['2', '3']
+    >>> os.environ["CUDA_VISIBLE_DEVICES"] = ""; visible_gpus()
+    []
+    >>> del os.environ["CUDA_VISIBLE_DEVICES"]
+    """
+    import os
+
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
+
+
+def throughput(student: str, device: str, kind: str) -> tuple[float | None, str]:
+    """Tokens/s of ``student`` on ``device`` for ``kind`` (train/generate) and where the figure comes from.
+
+    Only a measurement counts: the CPU calibration that ``tracekd train`` / ``generate`` cache for this
+    machine (:mod:`tracekd.train.calibration`). Without one the answer is (None, "unknown: ...").
+    """
+    try:
+        from ..train.calibration import measured
+
+        cal = measured(student, device, kind)
+    except (ImportError, AttributeError, TypeError, ValueError, OSError):
+        cal = None
+    if cal is None:
+        return None, f"unknown: no {kind} measurement of {student} on {device} here"
+    return float(cal.tokens_per_s), (f"{cal.tokens_per_s:.0f} tok/s {kind} measured {cal.measured_at[:10]} "
+                                     f"({cal.precision}, {cal.cpu_model})")
+
+
+def stage_tokens(stage: Stage, run_dir: Path, cache: dict) -> float | None:
+    """Tokens a train stage processes (all epochs, or max_steps' worth) or a generate stage writes (~chars / 4).
+
+    None when the stage's data is not there to count.
+    """
     build = next((d for d in stage.deps if d.kind == "build"), None)
     if stage.kind not in ("train", "generate") or build is None:
         return None
-    split = "train" if stage.kind == "train" else "test"
-    rows = planned_rows(build, run_dir, cache)[(stage.spec["arm"], split)]
-    settings, student = stage.spec["settings"], stage.spec["student"]
+    try:
+        all_rows = planned_rows(build, run_dir, cache)
+    except (OSError, TracekdError):
+        return None
+    settings = stage.spec["settings"]
     if stage.kind == "train":
+        rows = all_rows[(stage.spec["arm"], "train")]
         rows = rows[: settings.get("max_examples") or len(rows)]
         chars = sum(len(json.dumps(r["prompt"])) + len(json.dumps(r["completion"])) for r in rows)
         tokens = chars / 4 * float(settings.get("num_train_epochs", 3))
@@ -132,58 +236,147 @@ def estimate_seconds(stage: Stage, run_dir: Path, cache: dict) -> float | None:
             per_step = chars / 4 / max(1, len(rows)) * settings.get("per_device_train_batch_size", 4) \
                 * settings.get("gradient_accumulation_steps", 4)
             tokens = min(tokens, per_step * settings["max_steps"])
-        return tokens / _TRAIN_TOK_PER_S.get(student, 120.0)
-    new = sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2  # if it learns the target length
-    return new / _GEN_TOK_PER_S.get(student, 40.0)
+        return tokens
+    rows = all_rows[(stage.spec["arm"], "test")]
+    return sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2  # if it learns the target length
 
 
-def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path) -> str:
-    lines = [f"plan for {config.name}: {len(stages)} stages in {run_dir}"]
-    total = 0.0
+def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cpu") -> tuple[float | None, str]:
+    """(seconds or None, why) for a train or generate stage: its tokens / the measured throughput."""
+    if stage.kind not in ("train", "generate"):
+        return None, ""
+    rate, source = throughput(stage.spec["student"], device, stage.kind)
+    if rate is None:
+        return None, source
+    tokens = stage_tokens(stage, run_dir, cache)
+    if tokens is None:
+        return None, "unknown: data not there to count"
+    return tokens / rate, source
+
+
+def missing_data(config: ExperimentConfig) -> list[str]:
+    """One line per configured data folder that does not exist, saying where to get it."""
+    from ..registry import get
+
+    lines = []
+    for entry in config.datasets:
+        if entry.data is not None and not Path(entry.data).exists():
+            how = get(entry.name).download or "see the README's Data section"
+            lines.append(f"missing data: {entry.name} at {entry.data} - {how}")
+    return lines
+
+
+def _fmt_minutes(seconds: float | None) -> str:
+    return "unknown" if seconds is None else (f"~{seconds / 60:.1f} min" if seconds >= 60 else f"~{seconds:.0f} s")
+
+
+def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, executor: str = "local") -> str:
+    """The plan as a table: stage, key, status, estimate, the rows it waits for and (off local) its resources."""
+    from .state import stage_state
+
+    device = "cuda" if visible_gpus() else "cpu"
+    missing = missing_data(config)
+    absent = {e.data for e in config.datasets if e.data is not None and not Path(e.data).exists()}
+    index = {s.dirname: i for i, s in enumerate(stages, 1)}
     cache: dict = {}
+    sources: dict[tuple[str, str], str] = {}
+    rows, total, unknown = [], 0.0, 0
     for i, s in enumerate(stages, 1):
-        state = "cached" if s.done(run_dir) else ("partial" if s.dir(run_dir).exists() else "to run")
-        est = None if state == "cached" else estimate_seconds(s, run_dir, cache)
-        total += est or 0.0
-        eta = f"~{est / 60:.1f} min" if est is not None else ""
-        lines.append(f"  [{i:>3}/{len(stages)}] {state:<7} {s.label:<55} {s.kind}-{s.key} {eta}")
-    lines.append(f"rough time for what is left: ~{total / 60:.0f} min (train/generate only; throughput "
-                 f"assumed per student: {_TRAIN_TOK_PER_S} train tok/s, {_GEN_TOK_PER_S} generated tok/s)")
+        state = stage_state(s, run_dir).state
+        if state == "done":
+            state = "cached"
+        elif s.kind == "build" and s.spec.get("data") in absent:
+            state = "no data"
+        est, why = (None, "")
+        if state != "cached" and s.kind in ("train", "generate"):
+            dev = ("cuda" if config.executor.resources_for(s.kind).gpus else "cpu") if executor == "slurm" else device
+            est, why = estimate_seconds(s, run_dir, cache, dev)
+            sources[(s.spec["student"], s.kind, dev)] = why
+            if est is None:
+                unknown += 1
+            else:
+                total += est
+        row = [str(i), s.label, s.key, state, _fmt_minutes(est) if s.kind in ("train", "generate") else "",
+               ",".join(str(index[d.dirname]) for d in s.deps) or "-"]
+        if executor != "local":
+            row.append(resources_summary(config.executor.resources_for(s.kind), executor))
+        rows.append(row)
+    head = ["#", "stage", "key", "status", "estimate", "after"] + (["resources"] if executor != "local" else [])
+    widths = [max(len(r[c]) for r in [head, *rows]) for c in range(len(head))]
+    fmt = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    where = "SLURM nodes" if executor == "slurm" else f"this machine ({device})"
+    lines = [f"plan for {config.name}: {len(stages)} stages in {run_dir} (executor: {executor}, on {where})",
+             fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)]
+    if executor in ("slurm", "submitit-local"):
+        lines.append(f"then: analyze + report (after every score stage; {resources_summary(config.executor.resources_for('analyze'), executor)})")
+    lines.append(f"time for what is left (train/generate): {_fmt_minutes(total) if total else '-'}"
+                 + (f" + {unknown} stage(s) unknown" if unknown else ""))
+    for (student, kind, dev), why in sorted(sources.items()):
+        lines.append(f"  {kind} throughput of {student} on {dev}: {why}")
+    for s in stages:
+        if s.kind == "teacher" and not s.done(run_dir):  # requests and tokens the teacher stage needs, cached
+            from ..teacher.stages import describe_teacher_stage
+
+            lines.append(f"  {s.label}: " + describe_teacher_stage(s, run_dir, data_path(s, run_dir)))
+    lines += missing
     return "\n".join(lines)
 
 
+def resources_summary(res, executor: str) -> str:
+    """One line of a stage's resources as the executor uses them."""
+    if executor in ("subprocess", "submitit-local"):
+        return ("model: " + (f"1 GPU of {len(visible_gpus())}" if visible_gpus() else "CPU, one at a time")) \
+            if res.gpus else "cpu"
+    parts = [f"{k}={v}" for k, v in (("partition", res.partition), ("gpus", res.gpus), ("cpus", res.cpus),
+                                      ("mem", f"{res.mem_gb:g}G" if res.mem_gb else None),
+                                      ("time", f"{res.time_min}m"), ("account", res.account)) if v]
+    return " ".join(parts)
+
+
+def write_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, command: str | None) -> None:
+    """``RUN/plan.json``: the command, the config and every stage with its inputs (what workers and --status read)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "plan.json", {"command": command, "cwd": str(Path.cwd()), "config": asdict(config),
+                                       "stages": [s.to_dict() for s in stages]})
+
+
+def finish_run(config: ExperimentConfig, stages: list[Stage], run_dir: Path, log=print) -> Path:
+    """Analyze every cell and write ``analysis.json`` and the report; returns the report's path."""
+    from ..report import write_report
+    from .analysis import analyze_run
+
+    analysis = analyze_run(config, stages, run_dir)
+    write_json(run_dir / "analysis.json", analysis.to_dict() if hasattr(analysis, "to_dict") else analysis)
+    return write_report(run_dir, analysis)
+
+
 def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: str | None = None,
-                   log=print) -> Path:
+                   log=print, executor: str | None = None, max_parallel: int | None = None) -> Path:
     """Run (or, with ``dry_run``, describe) every stage; then analyze and write the report.
 
-    ``command`` is the command line that reproduces the run; the report shows it.
+    ``executor`` (default: the config's, ``auto`` = see :func:`.executors.resolve_executor`) says where
+    stages run; ``command`` is the command line that reproduces the run (the report shows it).
     """
+    from .executors import make_executor, resolve_executor
+
+    name = resolve_executor(executor or config.executor.name)
     run_dir = config.run_dir
     stages = make_plan(config)
     if dry_run:
-        log(describe_plan(stages, config, run_dir))
+        log(describe_plan(stages, config, run_dir, name))
         return run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "plan.json", {"command": command,
-                                       "config": asdict(config),
-                                       "stages": [{"label": s.label, "kind": s.kind, "key": s.key, "cell": s.cell,
-                                                   "dir": str(s.dir(run_dir).relative_to(run_dir))}
-                                                  for s in stages]})
+    missing = missing_data(config)
+    if missing:
+        raise TracekdError("\n".join(missing))
+    write_plan(stages, config, run_dir, command)
     t_start = time.monotonic()
-    for i, s in enumerate(stages, 1):
-        if s.done(run_dir):
-            log(f"[{i}/{len(stages)}] cached  {s.label}")
-            continue
-        log(f"[{i}/{len(stages)}] run     {s.label}  ({s.kind}-{s.key})")
-        t0 = time.monotonic()
-        run_stage(s, config, run_dir)
-        log(f"[{i}/{len(stages)}] done    {s.label}  in {time.monotonic() - t0:.1f} s")
-    from .analysis import analyze_run
-    from ..report import write_report
-
-    analysis = analyze_run(config, stages, run_dir)
-    write_json(run_dir / "analysis.json", analysis)
-    report = write_report(run_dir, analysis)
-    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    log(f"finished in {time.monotonic() - t_start:.0f} s (peak RSS {peak_gb:.2f} GB); report: {report}")
+    runner = make_executor(name, config, run_dir, max_parallel=max_parallel, log=log)
+    finished = runner.run(stages)
+    if not finished:  # submitted to a scheduler; the last job analyzes and reports
+        return run_dir
+    report = finish_run(config, stages, run_dir, log)
+    peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 / 1024
+    log(f"finished in {time.monotonic() - t_start:.0f} s (peak RSS of one process {peak_gb:.2f} GB); "
+        f"report: {report}")
     return run_dir

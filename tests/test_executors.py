@@ -1,0 +1,228 @@
+"""Executors: the smoke config under subprocess and submitit (real processes) equals the in-process run;
+a stage's process killed mid-run is reported and a re-submission finishes with the same numbers; the
+SLURM submission of the reference grid checked as data (sbatch files, dependency chain) without a cluster;
+locks, --status and honest dry runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tracekd.cli import main
+from tracekd.errors import ConfigError
+from tracekd.experiment.config import load_experiment
+from tracekd.experiment.locks import StageBusy, holder, stage_lock
+from tracekd.experiment.plan import make_plan
+from tracekd.experiment.state import stage_state, status_table
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs/experiments/smoke.yaml"
+GRID = ROOT / "configs/experiments/reference-grid.yaml"
+
+
+def numbers(run_dir: Path) -> dict:
+    a = json.loads((run_dir / "analysis.json").read_text())
+    for c in a["cells"]:
+        c.pop("score_dir", None)
+    return {k: a[k] for k in ("cells", "groups", "comparisons", "examples")}
+
+
+@pytest.fixture(scope="module")
+def in_process(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local") / "smoke"
+    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "local"]) == 0
+    return out
+
+
+def test_subprocess_executor_runs_smoke_like_in_process(in_process, tmp_path, capsys):
+    out = tmp_path / "smoke"
+    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "subprocess", "--max-parallel", "2"]) == 0
+    assert numbers(out) == numbers(in_process)
+    stages = make_plan(load_experiment(SMOKE))
+    assert all((out / "logs" / f"{s.dirname}.log").exists() for s in stages)  # one log per stage
+    capsys.readouterr()
+    assert main(["run", "--status", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert f"{len(stages)} done" in text and "analysis and report: written" in text
+
+
+def _train_holders(run_dir: Path):
+    for f in sorted(run_dir.glob("stages/train-*/RUNNING.json")):
+        if not (f.parent / "DONE.json").exists():
+            yield f.parent
+
+
+def test_submitit_local_kill_one_stage_then_resubmit(in_process, tmp_path):
+    """submitit's LocalExecutor (real processes, SLURM's code path minus sbatch): kill a training's
+    process mid-run; the runner reports it with its log, independent stages go on; re-submitting
+    finishes with the numbers of the uninterrupted in-process run."""
+    out = tmp_path / "smoke"
+    cmd = [sys.executable, "-m", "tracekd.cli", "run", str(SMOKE), "--out", str(out), "--executor", "submitit-local"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    killed = None
+    deadline = time.monotonic() + 900  # generous: a loaded 2-core machine is many times slower
+    while killed is None and proc.poll() is None and time.monotonic() < deadline:
+        for stage_dir in _train_holders(out):
+            seen = time.monotonic()
+            while not (stage_dir / "DONE.json").exists():  # kill at a checkpoint if one appears soon, else now
+                if any(stage_dir.glob("adapter/checkpoints/checkpoint-*")) or time.monotonic() - seen > 2:
+                    try:
+                        pid = json.loads((stage_dir / "RUNNING.json").read_text())["pid"]
+                    except (OSError, ValueError):
+                        break
+                    os.kill(pid, signal.SIGKILL)
+                    killed = stage_dir
+                    break
+                time.sleep(0.02)
+            if killed:
+                break
+        time.sleep(0.02)
+    output, _ = proc.communicate(timeout=1200)
+    assert killed is not None, "no training could be killed mid-run:\n" + output[-2000:]
+    assert proc.returncode == 1, output[-3000:]
+    assert f"({killed.name}) failed" in output and "stage(s) failed" in output
+    status = status_table(out)
+    assert re.search(rf"train .*{killed.name.split('-')[1]}\s+failed", status), status
+    assert not (out / "analysis.json").exists()
+    # re-submission: finished stages are skipped, the killed one resumes, the rest run
+    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "submitit-local"]) == 0
+    assert numbers(out) == numbers(in_process)
+    assert all(stage_state(s, out).state == "done" for s in make_plan(load_experiment(SMOKE)))
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+# records the submission file and answers like sbatch
+n=$(( $(cat "$SBATCH_RECORD/count" 2>/dev/null || echo 1000) + 1 ))
+echo $n > "$SBATCH_RECORD/count"
+cp "$1" "$SBATCH_RECORD/$n.sh"
+echo "Submitted batch job $n"
+"""
+
+
+def test_slurm_submission_of_the_reference_grid(tmp_path, monkeypatch, capsys):
+    """The real submitit SlurmExecutor path with `sbatch`/`srun` replaced by recorders: one job per stage
+    plus analyze+report, each with its kind's resources and `afterok` on exactly its inputs' jobs."""
+    bindir, record = tmp_path / "bin", tmp_path / "sbatch"
+    bindir.mkdir()
+    record.mkdir()
+    (bindir / "sbatch").write_text(FAKE_SBATCH)
+    (bindir / "srun").write_text("#!/usr/bin/env bash\nexit 0\n")
+    for f in bindir.iterdir():
+        f.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SBATCH_RECORD", str(record))
+    monkeypatch.chdir(tmp_path)
+    for d in ("data/cotempqa", "data/msmarco", "data/babi/en-first-question"):  # submission reads no data
+        (tmp_path / d).mkdir(parents=True)
+    out = tmp_path / "grid"
+    assert main(["run", str(GRID), "--out", str(out), "--executor", "slurm"]) == 0
+    config = load_experiment(GRID)
+    stages = make_plan(config)
+    jobs = {}
+    for f in record.glob("*.sh"):
+        text = f.read_text()
+        opts = dict(re.findall(r"^#SBATCH --([\w-]+)=?(.*)$", text, re.M))
+        jobs[opts["job-name"]] = {"id": f.stem, "opts": opts, "text": text}
+    assert len(jobs) == len(stages) + 1 == 172
+    ids = {name: j["id"] for name, j in jobs.items()}
+    for s in stages:
+        opts = jobs[s.dirname]["opts"]
+        res = config.executor.resources_for(s.kind)
+        assert opts["time"] == str(res.time_min) and opts["cpus-per-task"] == str(res.cpus)
+        assert opts["mem"] == f"{res.mem_gb:g}GB" and opts.get("partition") == res.partition
+        assert opts.get("gpus-per-node") == (str(res.gpus) if res.gpus else None)
+        want = sorted(ids[d.dirname] for d in s.deps)
+        got = sorted(opts["dependency"].removeprefix("afterok:").split(":")) if "dependency" in opts else []
+        assert got == want, s.label
+        assert opts.get("kill-on-invalid-dep") == ("yes" if want else None)
+        assert f"logs/{s.dirname}" in opts["output"]  # per-stage logs in the run folder
+    train = next(s for s in stages if s.kind == "train")
+    assert jobs[train.dirname]["opts"]["gpus-per-node"] == "1"
+    assert "module load" in jobs[train.dirname]["text"]  # the config's setup lines
+    last = jobs["analyze-reference-grid"]["opts"]["dependency"].removeprefix("afterok:").split(":")
+    assert sorted(last) == sorted(ids[s.dirname] for s in stages)
+    capsys.readouterr()
+    assert main(["run", "--status", str(out)]) == 0
+    assert f"{len(stages)} queued" in capsys.readouterr().out
+
+
+def test_dry_run_without_data_prints_the_job_graph(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(GRID), "--dry-run", "--executor", "slurm"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert re.match(r"#\s+stage\s+key\s+status\s+estimate\s+after\s+resources", lines[1])
+    assert "no data" in out and out.count("missing data:") == 3 and "HF dataset Warrieryes/CotempQA" in out
+    build = next(x for x in lines if " build cotemp/seed0 " in x)
+    train = next(x for x in lines if " train cotemp/" in x)
+    assert "gpus=1" in train and "time=720m" in train and "gpus" not in build
+    assert re.search(r"train throughput of Qwen/Qwen3-1.7B on cuda: unknown", out)
+    assert "then: analyze + report" in out
+    assert not (tmp_path / "runs").exists()  # a dry run writes nothing
+
+
+def test_run_checks_students_and_options_before_planning(tmp_path):
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["students"] = ["tiny-randm"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="did you mean 'tiny-random'"):
+        load_experiment(tmp_path / "a.yaml")
+    cfg["students"] = ["tiny-random"]
+    cfg["datasets"][0]["options"] = {"first_question_onl": False}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="did you mean 'first_question_only'"):
+        load_experiment(tmp_path / "a.yaml")
+    cfg["datasets"][0]["options"] = {}
+    cfg["executor"] = {"resources": {"trian": {"gpus": 1}}}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="did you mean 'train'"):
+        load_experiment(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("recipe,command", [("configs/train/cpu/smollm2-135m.yaml", "tracekd train"),
+                                            ("configs/train/gpu/qwen3-1.7b.yaml", "tracekd train")])
+def test_run_names_a_train_config(recipe, command, capsys):
+    assert main(["run", str(ROOT / recipe)]) == 1
+    err = capsys.readouterr().err
+    assert f"is a `{command}` config" in err and f"{command} --config" in err
+
+
+def test_generate_config_is_named(tmp_path, capsys):
+    (tmp_path / "g.yaml").write_text("max_new_tokens: 40\nbatch_size: 8\n")
+    assert main(["run", str(tmp_path / "g.yaml")]) == 1
+    assert "is a `tracekd generate` config" in capsys.readouterr().err
+
+
+HOLD = "import sys, time; from tracekd.experiment.locks import stage_lock\nwith stage_lock(sys.argv[1]):\n" \
+       "    print('locked', flush=True); time.sleep(60)\n"
+
+
+def test_stage_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
+    d = tmp_path / "stages" / "train-abc"
+    with stage_lock(d):
+        assert holder(d)["pid"] == os.getpid()
+        with pytest.raises(StageBusy, match=f"pid {os.getpid()}"):
+            with stage_lock(d):
+                pass
+    assert holder(d) is None
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(d)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    assert holder(d)["pid"] == proc.pid
+    with pytest.raises(StageBusy):
+        with stage_lock(d):
+            pass
+    proc.kill()  # SIGKILL: no cleanup runs, RUNNING.json stays
+    proc.wait()
+    assert (d / "RUNNING.json").exists() and holder(d) is None
+    with stage_lock(d):  # a re-submission can take it over
+        pass
