@@ -226,3 +226,40 @@ def test_stage_lock_is_exclusive_and_dies_with_its_holder(tmp_path):
     assert (d / "RUNNING.json").exists() and holder(d) is None
     with stage_lock(d):  # a re-submission can take it over
         pass
+
+
+def test_scheduler_gives_each_model_stage_its_own_gpu(tmp_path, monkeypatch):
+    """With two GPUs visible (simulated), model stages run one per GPU, never two on one, CPU stages beside them."""
+    from tracekd.experiment.executors import SubprocessRunner, schedule
+    from tracekd.experiment.runner import is_model_stage
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    config = load_experiment(SMOKE)
+    stages = make_plan(config)
+    runner = SubprocessRunner(config, tmp_path, log=lambda *_: None, max_parallel=4)
+    assert runner.slots.model == ["3", "5"] and runner.slots.total == 4
+    running: dict[str, tuple] = {}
+    seen = []
+
+    def launch(stage, gpu):
+        busy = [g for s, g in running.values() if is_model_stage(s)]
+        assert (gpu is not None) == is_model_stage(stage) and gpu not in busy
+        assert len(running) < 4
+        running[stage.dirname] = (stage, gpu)
+        seen.append((stage.kind, gpu, len(running)))
+        return stage
+
+    def poll(stage):  # every stage finishes on its second poll
+        if stage.spec.setdefault("_polled", 0) < 1:
+            stage.spec["_polled"] += 1
+            return None
+        stage.dir(tmp_path).mkdir(parents=True, exist_ok=True)
+        (stage.dir(tmp_path) / "DONE.json").write_text("{}")
+        del running[stage.dirname]
+        return True, 0, ""
+
+    assert schedule(stages, tmp_path, runner.slots, launch, poll, lambda s, h: None, lambda h: None,
+                    log=lambda *_: None) == []
+    assert all(s.done(tmp_path) for s in stages)
+    assert {g for k, g, _ in seen if k in ("train", "generate")} == {"3", "5"}  # both GPUs used
+    assert max(n for *_, n in seen) > 2  # CPU and model stages overlapped
