@@ -82,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
     if args.show_examples < 0:
         raise ConfigError("--show-examples must be 0 or more")
     judged: dict[tuple, list] = {}
+    recorded_by_path = {p: _recorded(p) for p in paths}
     inputs = {}
     shown: list[dict] = []
     for i, p in enumerate(paths):
         judgements = read_records(p, Judgement)
-        recorded = _recorded(p)
+        recorded = recorded_by_path[p]
         cell = recorded.get("cell", {})
         arm = (args.labels[i] if args.labels else None) or cell.get("arm") or (
             p.parent.name if p.stem == "judgements" and p.parent.name else p.stem)
@@ -104,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = sorted({k[3] for k in judged}, key=lambda s: (s is None, s if s is not None else 0))
     analysis = assemble_analysis(
         judged, experiment="tracekd analyze: " + ", ".join(map(str, paths)), arms=arms, seeds=seeds,
-        trace_definition=_one({(_recorded(p).get("config") or {}).get("settings", {}).get("trace_definition")
-                               for p in paths}),
+        trace_definition=_one({(r.get("config") or {}).get("settings", {}).get("trace_definition")
+                               for r in recorded_by_path.values()}),
         examples=shown, examples_how=None if args.show_examples else EXAMPLES_HOW, group=args.group,
         tracekd_version=__version__, inputs=inputs)
 

@@ -114,6 +114,7 @@ def recorded_cell(args: argparse.Namespace, examples: list) -> dict:
     (an ``arm`` field every line shares, as in SFT rows; the ``tracekd generate`` manifest beside them)."""
     from pathlib import Path
 
+    from ..errors import DataError
     from ..generate.run import manifest_path
     from ..io import iter_jsonl, read_json
 
@@ -126,7 +127,7 @@ def recorded_cell(args: argparse.Namespace, examples: list) -> dict:
                 arms.add(obj.get("arm") if isinstance(obj.get("arm"), str) else None)
                 if len(arms) > 1:
                     break
-        except Exception:  # a malformed file: its lines are reported by the judge
+        except DataError:  # a malformed file: its lines are reported by the judge
             arms = set()
         if len(arms) == 1:
             cell["arm"] = arms.pop()
