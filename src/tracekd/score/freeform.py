@@ -6,8 +6,9 @@ checkable and reports it beside the strict verdicts:
 - **class mentioned**: the gold class label, or one of its listed synonyms, occurs in the trace as a
   whole-word phrase (case, punctuation and hyphens ignored: ``two-supporting-facts`` matches
   "two supporting facts");
-- **evidence mentioned**: a context line counts as quoted or closely paraphrased when at least
-  ``threshold`` (default 0.8) of its distinct normalised tokens occur in one sentence of the trace;
+- **evidence mentioned**: a context line counts as quoted or closely paraphrased when one sentence of
+  the trace holds at least ``threshold`` (default 0.8) of its distinct normalised words and at least
+  one of the words that set it apart from the other context lines (its entity, say);
   recall and precision of those lines against the gold evidence lines (a line whose text equals a
   gold line's counts as gold, as in the step verifier);
 - **length**: tokens as :func:`tokens` splits them (words and single punctuation marks; no model
@@ -151,12 +152,27 @@ def line_overlap(line: str, text: str) -> float:
 
 
 def mentioned_lines(text: str, context: Sequence[str], threshold: float = DEFAULT_THRESHOLD) -> tuple[int, ...]:
-    """Indices of the context lines that ``text`` quotes or closely paraphrases.
+    """Indices of the context lines that ``text`` quotes or closely paraphrases: one sentence of ``text``
+    holds at least ``threshold`` of the line's distinct words *and* at least one of its own words (those
+    no other, different context line has), when it has any - so of two facts that differ only in the
+    entity, the one whose entity the trace names is the one mentioned.
 
-    >>> mentioned_lines("Mary went to the office.", ["Mary went to the office.", "John went to the office."])
+    >>> ctx = ["Ann works for NKT from 2010 to 2012.", "Ann works for Vestas from 2010 to 2012."]
+    >>> mentioned_lines("So: Ann works for NKT from 2010 to 2012.", ctx)
     (0,)
+    >>> round(line_overlap(ctx[1], "So: Ann works for NKT from 2010 to 2012."), 3)  # overlap alone would count it
+    0.875
     """
-    return tuple(i for i, line in enumerate(context) if line_overlap(line, text) >= threshold)
+    sents = [set(words(s)) for s in sentences(text)]
+    lines = [set(words(line)) for line in context]
+    out = []
+    for i, want in enumerate(lines):
+        if not want:
+            continue
+        own = want - set().union(*(other for other in lines if other != want))
+        if any(len(want & s) / len(want) >= threshold and (not own or own & s) for s in sents):
+            out.append(i)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
