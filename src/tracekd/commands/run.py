@@ -42,10 +42,12 @@ def explain() -> str:
     from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
 
     from ..experiment.config import ExecutorConfig, Resources
+    from ..teacher.stages import Endpoint, TeacherSection
 
     return "\n\n".join(f"# {title}\n{explain_fields(cls)}" for title, cls in (
         ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec),
-        ("executor", ExecutorConfig), ("executor.resources.<kind>", Resources)))
+        ("executor", ExecutorConfig), ("executor.resources.<kind>", Resources), ("teacher", TeacherSection),
+        ("teacher.summariser / teacher.explainer", Endpoint)))
 
 
 def run(args: argparse.Namespace) -> int:
