@@ -1,17 +1,25 @@
-"""Benchmark: `tracekd train` tokens/s vs a plain TRL `SFTTrainer` with the library's defaults.
+"""Benchmark: `tracekd train` tokens/s vs a plain TRL `SFTTrainer` with the library's defaults, lever by lever.
 
 Same student, same rows (bAbI correct-arm train rows), same LoRA adapter shape (the method's r 16,
-alpha 32, dropout 0.05 on q,k,v,o,gate,up,down), one pass over the rows each, measured in one run.
+alpha 32, dropout 0.05 on q,k,v,o,gate,up,down), one pass over the rows each, all measured in one run.
 Tokens/s counts the non-padding tokens the trainer consumed per second of `trainer.train()`.
 
 The plain run is what a user gets from the TRL docs: `SFTTrainer(model=<student>, train_dataset=rows,
 peft_config=lora)` with `SFTConfig` defaults (plus `use_cpu=True`, without which they refuse a CPU):
-bf16 autocast on, gradient checkpointing on, TRL's fused LM-head loss, batch 8. `tracekd train` uses
-the method's batch 4 x grad-accum 4 and picks float32 on CPUs without a bf16 matrix engine, no
-activation recomputation on CPU, and the model's own cross-entropy where TRL's fused kernel has no
-Triton to run on. Each side makes one pass over the same rows (default 32).
+bf16 autocast on, gradient checkpointing on, TRL's fused LM-head loss, batch 8. `tracekd train` runs the
+method's batch 4 x grad-accum 4 with its defaults, then once per lever with that one lever reverted, so
+each line says what the lever buys on this machine:
 
-    python benchmarks/bench_train.py                      # smollm2-135m, 32 rows (~2 min on 2 cores)
+    precision       auto (measured fp32 vs bf16 autocast)  vs  the other format
+    checkpointing   off on CPU                              vs  on (TRL's default)
+    loss            LM head on completion positions         vs  the model's full-logits loss, TRL's fused loss
+    threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
+
+Runs alternate plain / tracekd where the machine is shared, and every run records the 1-minute load
+average, so disturbed figures can be recognised.
+
+    python benchmarks/bench_train.py                      # smollm2-135m, 32 rows (~10 min on 2 idle cores)
+    python benchmarks/bench_train.py --levers none        # only plain vs tracekd
     python benchmarks/bench_train.py --student tiny-random --rows 16   # seconds, for a smoke check
 """
 
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -53,17 +62,46 @@ def plain_sft(student_name: str, rows_path: Path, out: Path, seed: int) -> tuple
     return time.perf_counter() - t0, int(trainer.state.num_input_tokens_seen), trainer.state.global_step
 
 
+LEVERS = {
+    "precision": lambda chosen: {"precision": "bf16" if chosen == "fp32" else "fp32"},
+    "checkpointing": lambda chosen: {"gradient_checkpointing": True},
+    "loss-model": lambda chosen: {"loss_implementation": "model"},
+    "loss-trl": lambda chosen: {"loss_implementation": "trl"},
+}
+
+
+def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, **settings) -> dict:
+    """One pass of `tracekd train` with the method's batch (4 x 4); tok/s, precision, calibration from its manifest."""
+    from tracekd.train import TrainConfig, train
+
+    t_load = os.getloadavg()[0]
+    path = train(TrainConfig(train_file=str(rows_path), output_dir=str(out), student=student, num_train_epochs=1,
+                             seed=seed, save_steps=10_000, progress=False, **settings), log=lambda *_: None)
+    m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    t = m["timing"]
+    return {"seconds": t["train_seconds"], "tokens": t["tokens_seen"], "tok_per_s": round(t["tokens_seen"]
+            / t["train_seconds"], 2), "precision": m["resolved"]["precision"], "steps": m["global_step"],
+            "loss": m["resolved"]["loss_implementation"], "checkpointing": m["resolved"]["gradient_checkpointing"],
+            "calibration": m["resolved"].get("calibration"), "threads": m["resolved"].get("torch_threads"),
+            "peak_rss_gb": t.get("peak_rss_gb"), "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2),
+            "settings": settings}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", default="smollm2-135m")
     ap.add_argument("--rows", type=int, default=32, help="train rows (one pass each)")
     ap.add_argument("--rows-file", help="SFT rows JSONL to use instead of building bAbI rows")
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--levers", default=",".join(LEVERS), help=f"levers to revert one at a time ({', '.join(LEVERS)}"
+                                                               ", threads) or none")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
     a = ap.parse_args()
+    levers = [] if a.levers == "none" else [x.strip() for x in a.levers.split(",") if x.strip()]
 
     from tracekd import students
-    from tracekd.train import TrainConfig, train
+    from tracekd.train.calibration import bf16_flags, cpu_identity
+    from tracekd.train.hardware import physical_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -73,28 +111,52 @@ def main() -> int:
         rows_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         students.load_tokenizer(students.resolve(a.student))  # materialise the cache outside the timings
 
-        # tracekd train: the method's settings (batch 4 x grad-accum 4), one pass over the same rows
-        out = train(TrainConfig(train_file=str(rows_path), output_dir=str(tmp / "tracekd"), student=a.student,
-                                num_train_epochs=1, seed=a.seed, save_steps=10_000, progress=False),
-                    log=lambda *_: None)
-        m = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        ours_s, ours_tokens = m["timing"]["train_seconds"], m["timing"]["tokens_seen"]
-
+        ours = tracekd_run(a.student, rows_path, tmp / "tracekd", a.seed)
+        t_load = os.getloadavg()[0]
         plain_s, plain_tokens, plain_steps = plain_sft(a.student, rows_path, tmp / "plain", a.seed)
+        plain = {"seconds": round(plain_s, 2), "tokens": plain_tokens, "tok_per_s": round(plain_tokens / plain_s, 2),
+                 "steps": plain_steps, "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2)}
+        reverted = {}
+        for i, lever in enumerate(levers):
+            if lever == "threads":
+                import torch
 
-    ours_tps, plain_tps = ours_tokens / ours_s, plain_tokens / plain_s
+                logical = len(os.sched_getaffinity(0))
+                if logical == physical_cores():
+                    reverted[lever] = {"skipped": f"{logical} logical CPUs = {logical} physical cores here"}
+                    continue
+                os.environ["OMP_NUM_THREADS"] = str(logical)  # tracekd then leaves torch's threads alone
+                torch.set_num_threads(logical)
+                reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed)
+                del os.environ["OMP_NUM_THREADS"]
+                continue
+            reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,
+                                          **LEVERS[lever](ours["precision"]))
+
+    cal = ours["calibration"] or {}
     result = {
-        "student": a.student, "rows": len(lines),
-        "tracekd_train": {"seconds": round(ours_s, 2), "tokens": ours_tokens, "tok_per_s": round(ours_tps, 2),
-                          "precision": m["resolved"]["precision"], "steps": m["global_step"],
-                          "loss": m["resolved"]["loss_implementation"]},
-        "plain_sfttrainer": {"seconds": round(plain_s, 2), "tokens": plain_tokens, "tok_per_s": round(plain_tps, 2),
-                             "steps": plain_steps},
-        "ratio": round(ours_tps / plain_tps, 2),
+        "student": a.student, "rows": len(lines), "cpu": cpu_identity()["cpu_model"], "cpus": os.cpu_count(),
+        "bf16_flags": bf16_flags(), "tracekd_train": ours, "plain_sfttrainer": plain,
+        "ratio": round(ours["tok_per_s"] / plain["tok_per_s"], 2),
+        "levers": {k: ({"tok_per_s": v["tok_per_s"], "settings": v["settings"],
+                        "tracekd_over_reverted": round(ours["tok_per_s"] / v["tok_per_s"], 2),
+                        "load_avg_1min": v["load_avg_1min"]} if "tok_per_s" in v else v)
+                   for k, v in reverted.items()},
     }
     print(json.dumps(result, indent=2))
-    print(f"tracekd train: {ours_tps:.1f} tok/s vs plain SFTTrainer defaults: {plain_tps:.1f} tok/s "
-          f"-> {result['ratio']:.2f}x ({a.student}, {len(lines)} rows; target >= 1.0x)")
+    print(f"CPU: {result['cpu']} ({result['cpus']} CPUs; bf16 flags: {' '.join(result['bf16_flags']) or '-'})")
+    if cal:
+        print(f"calibration: fp32 {cal['fp32_tokens_per_s']} vs bf16 {cal['bf16_tokens_per_s']} tok/s -> "
+              f"{cal['precision']} ({cal['seconds']} s)")
+    print(f"tracekd train: {ours['tok_per_s']:.1f} tok/s ({ours['precision']}, {ours['loss']}) vs plain SFTTrainer "
+          f"defaults: {plain['tok_per_s']:.1f} tok/s -> {result['ratio']:.2f}x ({a.student}, {len(lines)} rows; "
+          "target >= 1.5x)")
+    for k, v in result["levers"].items():
+        if "tok_per_s" in v:
+            print(f"  lever {k:<14} reverted ({v['settings']}): {v['tok_per_s']:.1f} tok/s -> the lever buys "
+                  f"{v['tracekd_over_reverted']:.2f}x")
+        else:
+            print(f"  lever {k:<14} {v['skipped']}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -56,7 +56,7 @@ def rows_file(tmp_path) -> Path:
 def tiny(rows_file: Path, out: Path, **kw) -> TrainConfig:
     base = dict(train_file=str(rows_file), output_dir=str(out), student="tiny-random", learning_rate=1e-2,
                 per_device_train_batch_size=4, gradient_accumulation_steps=1, warmup_steps=0, lora_r=8,
-                lora_alpha=16, max_length=256, save_steps=100, progress=False)
+                lora_alpha=16, max_length=256, save_steps=100, progress=False, precision="fp32")
     base.update(kw)
     return TrainConfig(**base)
 
@@ -270,6 +270,159 @@ def test_resume_of_a_finished_run_does_nothing(rows_file, tmp_path):
 
     train_from_settings({"max_steps": 2, "learning_rate": 1e-2, "per_device_train_batch_size": 4,
                          "gradient_accumulation_steps": 1, "warmup_steps": 0, "lora_r": 8, "lora_alpha": 16,
-                         "max_length": 256, "save_steps": 100, "progress": False},
+                         "max_length": 256, "save_steps": 100, "progress": False, "precision": "fp32"},
                         student="tiny-random", train_file=rows_file, output_dir=out)
     assert (out / "manifest.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- precision by measurement, loss
+
+
+def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, monkeypatch):
+    """precision auto on CPU: a calibration runs once per machine/student, the manifest records figures and choice."""
+    from tracekd.train import calibration
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
+    assert calibration.measured("tiny-random", "cpu") is None
+    out = train(tiny(rows_file, tmp_path / "a", max_steps=1, precision="auto"), log=lambda *_: None)
+    m = json.loads((out / "manifest.json").read_text())
+    cal = m["resolved"]["calibration"]
+    assert m["resolved"]["precision_source"] == "measured"
+    assert cal["fp32_tokens_per_s"] > 0 and cal["bf16_tokens_per_s"] > 0
+    assert m["resolved"]["precision"] == cal["precision"] == calibration.choose_precision(
+        cal["fp32_tokens_per_s"], cal["bf16_tokens_per_s"])[0]
+    assert cal["seconds"] > 0 and cal["torch_version"] == m["versions"]["torch"]
+    cached = calibration.measured("tiny-random", "cpu")
+    assert cached is not None and cached.to_dict() == cal
+    # a second run reuses the cached measurement (same figures, no new file)
+    out2 = train(tiny(rows_file, tmp_path / "b", max_steps=1, precision="auto"), log=lambda *_: None)
+    assert json.loads((out2 / "manifest.json").read_text())["resolved"]["calibration"] == cal
+    assert len(list((tmp_path / "cache" / "calibration").iterdir())) == 1
+    # an explicit precision overrides and measures nothing
+    out3 = train(tiny(rows_file, tmp_path / "c", max_steps=1, precision="bf16"), log=lambda *_: None)
+    m3 = json.loads((out3 / "manifest.json").read_text())
+    assert m3["resolved"]["precision"] == "bf16" and m3["resolved"]["calibration"] is None
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "identical", "chosen"), [
+    (138.0, 13.8, None, "fp32"),     # bf16 10x slower (a CPU without a fast bf16 path)
+    (100.0, 105.0, None, "fp32"),    # within the margin: keep the exact format
+    (100.0, 190.0, None, "bf16"),    # bf16 clearly faster (AMX)
+    (100.0, 190.0, False, "fp32"),   # faster, but greedy outputs change: not for generation
+    (100.0, 190.0, True, "bf16"),
+])
+def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
+    from tracekd.train.calibration import choose_precision
+    from tracekd.train.hardware import decide_precision
+
+    got, reason = choose_precision(fp32, bf16, outputs_identical=identical)
+    assert got == chosen and "measured" in reason or "differ" in reason
+    assert decide_precision("auto", "cpu", cpu_measured=got) == chosen
+    assert decide_precision("fp32", "cpu", cpu_measured=got) == "fp32"
+    assert decide_precision("auto", "cpu") == "fp32"  # nothing measured: the exact format
+
+
+def test_calibration_cache_is_keyed_by_machine_torch_and_student(tmp_path, monkeypatch):
+    from tracekd.train import calibration
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    a = calibration.cache_path("smollm2-135m", "cpu")
+    assert a != calibration.cache_path("tiny-random", "cpu") and a != calibration.cache_path("smollm2-135m", "cpu",
+                                                                                               "generate")
+    assert a != calibration.cache_path("smollm2-135m", "cpu", threads=99)
+    monkeypatch.setattr(calibration, "torch_version", lambda: "0.0.1")
+    assert calibration.cache_path("smollm2-135m", "cpu") != a
+    monkeypatch.setattr(calibration, "cpu_identity", lambda: {"cpu_model": "Other CPU", "cpu_flags": "",
+                                                              "cpu_flags_digest": "0" * 16})
+    assert calibration.cache_path("smollm2-135m", "cpu") != a
+
+
+def _lora_tiny():
+    from peft import LoraConfig, get_peft_model
+
+    from tracekd import students
+
+    with students._seeded(0):
+        model = students.load_model(students.resolve("tiny-random"))
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
+                                                 target_modules=["q_proj", "v_proj", "down_proj"]))
+        for name, p in model.named_parameters():  # LoRA B starts at 0: give it values so every gradient flows
+            if "lora_B" in name:
+                p.data.normal_(0, 0.1)
+    return model
+
+
+def test_lm_head_on_completion_positions_equals_full_loss_and_gradients():
+    """Loss and every LoRA gradient of the head-on-completion loss equal the model's own full-logits loss."""
+    import torch
+
+    from tracekd.train.loss import completion_loss, supports
+
+    model = _lora_tiny()
+    assert supports(model)
+    gen = torch.Generator().manual_seed(1)
+    ids = torch.randint(0, 1000, (3, 17), generator=gen)
+    attn = torch.ones_like(ids)
+    attn[1, 12:] = 0                     # a right-padded row, as the collator makes them
+    labels = ids.clone()
+    labels[:, :9] = -100                 # prompt
+    labels[1, 12:] = -100                # padding
+    labels[2, 9:11] = -100               # a hole inside the completion
+    n_items = int(labels[:, 1:].ne(-100).sum()) + 5  # as if the accumulated batch held more tokens
+    inputs = {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+    def grads(loss):
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    for n in (n_items, None):
+        full = model(**inputs, **({"num_items_in_batch": n} if n is not None else {})).loss
+        ours = completion_loss(model, inputs, n)
+        torch.testing.assert_close(ours, full, rtol=1e-6, atol=1e-6)
+        g_full, g_ours = grads(full), grads(ours)
+        assert g_full.keys() == g_ours.keys() and len(g_full) == 12  # 2 layers x 3 modules x A, B
+        for name in g_full:
+            torch.testing.assert_close(g_ours[name], g_full[name], rtol=1e-5, atol=1e-7)
+
+
+def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file, tmp_path):
+    """A budget that fits 2 rows, not 4: batch 4 runs as 2 micro-batches of 2, same steps, same loss curve."""
+    from tracekd import students
+    from tracekd.train import memory
+    from tracekd.train.data import preflight as pf
+
+    kept, _ = pf(read_rows(rows_file), students.load_tokenizer(students.resolve("tiny-random")), 256)
+    shape = memory.Shape.from_folder(students.resolve("tiny-random").source)
+    worst = sorted(((len(t.input_ids), t.trainable) for t in kept), reverse=True)
+    lora = memory.lora_parameters(shape, 8, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                             "down_proj"])
+    two = memory.estimate(shape, worst[:2], trainable_params=lora, checkpointing=False, head_on_completion=True)
+    four = memory.estimate(shape, worst[:4], trainable_params=lora, checkpointing=False, head_on_completion=True)
+    assert two.total < four.total
+    budget = f"{(two.total + four.total) / 2 / memory.GB:.6f}GB"
+    common = dict(max_steps=4, lora_dropout=0.0)
+    whole = train(tiny(rows_file, tmp_path / "whole", max_memory="off", **common), log=lambda *_: None)
+    split = train(tiny(rows_file, tmp_path / "split", max_memory=budget, **common), log=lambda *_: None)
+    mw = json.loads((whole / "manifest.json").read_text())
+    ms = json.loads((split / "manifest.json").read_text())
+    assert ms["memory"]["per_device_train_batch_size"] == 2 and ms["memory"]["gradient_accumulation_steps"] == 2
+    assert mw["memory"]["per_device_train_batch_size"] == 4 and ms["global_step"] == mw["global_step"] == 4
+    assert [r["ids"] for r in log_lines(split)] == [r["ids"] for r in log_lines(whole)]  # same rows per step
+    for (s1, l1), (s2, l2) in zip(mw["loss_curve"], ms["loss_curve"], strict=True):
+        assert s1 == s2 and l2 == pytest.approx(l1, rel=1e-4, abs=1e-5)
+    assert ms["memory"]["estimate"]["total"] <= ms["memory"]["budget_gb"] and ms["memory"]["peak_rss_gb"] > 0
+
+
+def test_row_that_cannot_fit_is_an_error_before_loading(rows_file, tmp_path, monkeypatch):
+    """Even one row with checkpointing over the budget: a ConfigError naming the longest row, no model loaded."""
+    from tracekd import students
+
+    def no_load(*a, **k):
+        raise AssertionError("the model must not be loaded")
+
+    monkeypatch.setattr(students, "load_model", no_load)
+    with pytest.raises(ConfigError, match=r"longest row \(toy/\d+, line \d+, \d+ tokens\)"):
+        train(tiny(rows_file, tmp_path / "x", max_memory="100MB"), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="not a size"):
+        tiny(rows_file, tmp_path / "y", max_memory="plenty")

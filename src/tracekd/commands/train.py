@@ -6,8 +6,8 @@
 
 Defaults are the method's GPU settings (LoRA r 16, alpha 32, dropout 0.05 on q,k,v,o,gate,up,down;
 3 epochs; lr 2e-4 cosine, warm-up 0.1; batch 4 x grad-accum 4). configs/train/cpu/ holds the CPU-scale
-recipe, configs/train/gpu/ the method's. Precedence: defaults < --config YAML < flags. On CPU training runs
-in float32 unless the CPU has a bf16 matrix engine (AMX). Loss on the completion only; a preflight
+recipe, configs/train/gpu/ the method's. Precedence: defaults < --config YAML < flags. On CPU, precision auto
+measures float32 vs bf16 autocast on the student (cached per machine) and keeps the faster. Loss on the completion only; a preflight
 tokenises every row and fails on over-long rows (or drops them with --drop-overlong). Interrupted?
 Run the same command with --resume. Several GPUs: `accelerate launch -m tracekd.cli train ...`.
 """
@@ -31,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from ..train.config import TrainConfig
 
     config = config_from_args(args, TrainConfig)
+    if config is None and args.explain:
+        from ..train.calibration import explain
+
+        print("\n" + explain())
     if config is not None:
         check_inputs(config)  # before torch and the student are loaded
         from ..train import train

@@ -51,6 +51,10 @@ def quiet_libraries() -> None:
 
 
 def _main_process() -> bool:
+    import os
+
+    if "RANK" in os.environ:  # accelerate launch / torchrun, also before the process group exists (CPU: gloo)
+        return os.environ["RANK"] == "0"
     from accelerate import PartialState
 
     return PartialState().is_main_process
@@ -116,13 +120,14 @@ def _truncate_log(path: Path, last_step: int) -> None:
     write_text(path, "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in keep))
 
 
-def _make_trainer_class(plain_loss: bool = False):
+def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False):
     """SFTTrainer that records which rows made each optimizer step and logs every step to JSONL.
 
     With ``plain_loss`` the loss is the model's own cross-entropy on the (completion-only) labels,
     as in ``transformers.Trainer``, instead of TRL's fused LM-head kernel: without Triton (on CPU)
     that kernel falls back to a PyTorch loop that made smollm2-135m steps 2.3x slower here, for
-    the same loss values.
+    the same loss values. With ``head_on_completion`` too, the LM head runs only on the positions
+    that carry a loss (:mod:`.loss`): same value and gradients, a fraction of the logits' memory.
     """
     from accelerate.utils import gather_object
     from transformers import Trainer
@@ -134,6 +139,13 @@ def _make_trainer_class(plain_loss: bool = False):
         tracekd_row_ids: list[str] = []
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if head_on_completion and not return_outputs and "labels" in inputs:
+                from .loss import completion_loss
+
+                loss = completion_loss(model, inputs, num_items_in_batch)
+                if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                    loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
+                return loss
             if plain_loss:
                 return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                             num_items_in_batch=num_items_in_batch)
@@ -247,7 +259,9 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
         from accelerate import PartialState
 
         device_map = {"": PartialState().local_process_index}
-    model = students.load_model(student, dtype=hardware.torch_dtype(prec if prec != "fp16" else "fp32"),
+    # on CPU the weights stay float32 and bf16 means autocast (what the calibration measured)
+    weights = "fp32" if dev == "cpu" or prec == "fp16" else prec
+    model = students.load_model(student, dtype=hardware.torch_dtype(weights),
                                 quantization_config=quant, device_map=device_map)
     model.config.use_cache = False
     if quant is not None:
@@ -268,7 +282,53 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
     return model, targets
 
 
-def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool):
+def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized]):
+    """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes)."""
+    from .calibration import Calibration, calibrate_training
+
+    path = out / "calibration.json"
+    if last_ckpt is not None and path.is_file():
+        try:
+            return Calibration(**json.loads(path.read_text(encoding="utf-8")))
+        except (TypeError, ValueError):
+            pass
+    cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept])
+    if _main_process():
+        write_json(path, cal.to_dict())
+    return cal
+
+
+def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], dev: str,
+                 accumulation: int, head_on_completion: bool, log):
+    """Micro-batch size, accumulation and checkpointing that fit ``cfg.max_memory`` (a resumed run keeps its plan)."""
+    from . import memory
+
+    path = out / "memory_plan.json"
+    if last_ckpt is not None and path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        return memory.Plan(saved["per_device_train_batch_size"], saved["gradient_accumulation_steps"],
+                           saved["gradient_checkpointing"], None, None, "kept from the interrupted run"), saved
+    shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
+    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else (True if dev == "cuda" else None)
+    longest = max(kept, key=lambda t: len(t.input_ids))
+    plan = memory.plan(shape, [(len(t.input_ids), t.trainable) for t in kept],
+                       batch_size=cfg.per_device_train_batch_size, grad_accum=accumulation,
+                       budget_bytes=memory.budget(cfg.max_memory, dev),
+                       trainable_params=memory.lora_parameters(shape, cfg.lora_r, cfg.lora_target_modules)
+                       if shape else 0,
+                       checkpointing=gc, head_on_completion=head_on_completion,
+                       longest_id=f"{longest.id}, line {longest.line}")
+    if plan.per_device_train_batch_size != cfg.per_device_train_batch_size or (
+            plan.gradient_checkpointing and not gc):
+        log(f"max_memory {cfg.max_memory}: {plan.reason}")
+    saved = plan.to_dict()
+    if _main_process():
+        write_json(path, saved)
+    return plan, saved
+
+
+def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accumulation: int | None = None,
+                per_device: int | None = None):
     """TRL's ``SFTConfig`` for this run: rows come tokenised, every step is logged, checkpoints in out/checkpoints."""
     from trl import SFTConfig
 
@@ -281,8 +341,8 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool):
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=per_device or cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation or cfg.gradient_accumulation_steps,
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         optim=_optim(cfg, dev),
@@ -330,6 +390,10 @@ def train(config: TrainConfig, *, log=print) -> Path:
     # data and tokenizer
     student = students.resolve(cfg.student)
     tokenizer = students.load_tokenizer(student)
+    ctk = students.pin_template_kwargs(tokenizer.chat_template, cfg.chat_template_kwargs)
+    if ctk != cfg.chat_template_kwargs:  # recorded in train_config.json and the manifest; generate reuses it
+        cfg = dataclasses.replace(cfg, chat_template_kwargs=ctk)
+        log(f"the chat template stamps a date: pinned to date_string={ctk['date_string']!r}")
     all_rows = read_rows(cfg.train_file)
     rows = subset(all_rows, cfg.max_examples, cfg.seed)
     kept, report = preflight(rows, tokenizer, cfg.max_length, path=cfg.train_file, drop=cfg.drop_overlong,
@@ -356,23 +420,48 @@ def train(config: TrainConfig, *, log=print) -> Path:
     if report.dropped:
         log(f"preflight: dropped {report.dropped} row(s) (see {out / 'preflight.json'})")
 
-    # model
+    # memory budget, planned before the model loads (a row that cannot fit even alone is an error now)
     dev = hardware.device()
+    plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
+        cfg.loss_implementation == "auto" and (dev != "cuda" or importlib.util.find_spec("triton") is None))
+    head_on_completion = plain_loss and cfg.loss_implementation != "model"
+    mem_plan, mem_saved = _memory_plan(cfg, out, last_ckpt, student, kept, dev, cfg.gradient_accumulation_steps,
+                                       head_on_completion, log)
+    gc = mem_plan.gradient_checkpointing
+
+    # model
+    if dev == "cpu":
+        from .memory import return_freed_memory_to_os
+
+        return_freed_memory_to_os()
+    threads = hardware.use_physical_cores() if dev == "cpu" else None
     prec = hardware.precision(cfg.precision, dev)
-    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else dev == "cuda"
     transformers.set_seed(cfg.seed)  # before PEFT draws the LoRA initialisation
     model, targets = _peft_model(cfg, student, dev, prec, gc, log)
     trainable, total = model.get_nb_trainable_parameters()
+    cal = None
+    if dev == "cpu" and cfg.precision == "auto":
+        cal = _calibration(out, last_ckpt, model, cfg.student, kept)
+        prec = hardware.precision(cfg.precision, dev, cpu_measured=cal.precision)
+        log(f"precision auto: {prec} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
+            f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model})")
 
     dataset = Dataset.from_dict({
         "input_ids": [t.input_ids for t in kept],
         "labels": [t.labels for t in kept],
         "row_index": list(range(len(kept))),
     })
-    args = _sft_config(cfg, out, dev, prec, gc)
+    args = _sft_config(cfg, out, dev, prec, gc, accumulation=mem_plan.gradient_accumulation_steps,
+                       per_device=mem_plan.per_device_train_batch_size)
     devices.check_single_process_gpus(args.n_gpu, gpus.world_size)
-    plain_loss = dev != "cuda" or importlib.util.find_spec("triton") is None
-    Trainer = _make_trainer_class(plain_loss)
+    from .loss import supports
+
+    if head_on_completion and not supports(model):
+        if cfg.loss_implementation == "completion-head":
+            raise ConfigError(f"loss_implementation completion-head does not support student {cfg.student!r} "
+                              "(logit soft-capping/scaling or an unusual layout); use auto or model")
+        head_on_completion = False
+    Trainer = _make_trainer_class(plain_loss, head_on_completion)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                       data_collator=_collator(tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
@@ -384,6 +473,9 @@ def train(config: TrainConfig, *, log=print) -> Path:
 
     appender = JsonlAppender(out / LOG_NAME) if main else None
     trainer.tracekd_log = appender
+    from .memory import current_rss
+
+    rss_before_train = current_rss()
     t_train = time.monotonic()
     try:
         result = trainer.train(resume_from_checkpoint=last_ckpt)
@@ -396,7 +488,8 @@ def train(config: TrainConfig, *, log=print) -> Path:
     if main:
         m = _manifest(cfg, student, students.weight_hashes(student), targets, trainable, total, prec, gc, dev, args,
                       report, kept, len(all_rows), out, result.metrics, trainer.state, train_seconds,
-                      time.monotonic() - t_start, last_ckpt, plain_loss)
+                      time.monotonic() - t_start, last_ckpt, plain_loss, head_on_completion, cal, threads,
+                      {**mem_saved, "rss_before_train_gb": round(rss_before_train / 1024 ** 3, 3)})
         write_json(out / "manifest.json", m)
         log(f"trained {trainer.state.global_step} steps in {train_seconds:.0f} s "
             f"(final loss {m['loss_curve'][-1][1] if m['loss_curve'] else float('nan'):.4f}); adapter: {out}")
@@ -408,7 +501,8 @@ def train(config: TrainConfig, *, log=print) -> Path:
 def _manifest(cfg: TrainConfig, student, weights: dict, targets: list[str], trainable: int, total: int, prec: str,
               gc: bool, dev: str, args, report: Preflight, kept: list[Tokenized], n_file_rows: int, out: Path,
               metrics: dict, state, train_seconds: float, total_seconds: float, resumed_from: str | None,
-              plain_loss: bool) -> dict:
+              plain_loss: bool, head_on_completion: bool = False, cal=None, threads: int | None = None,
+              memory_plan: dict | None = None) -> dict:
     curve = [[o["step"], o["loss"]] for _, o in iter_jsonl(out / LOG_NAME)] if (out / LOG_NAME).exists() else []
     tokens = int(state.num_input_tokens_seen or 0)
     return manifest(
@@ -421,10 +515,16 @@ def _manifest(cfg: TrainConfig, student, weights: dict, targets: list[str], trai
               "target_modules_requested": list(cfg.lora_target_modules), "target_modules_resolved": targets,
               "trainable_parameters": trainable, "all_parameters": total, "qlora": cfg.qlora},
         resolved={"device": dev, "precision": prec, "gradient_checkpointing": gc, "optim": args.optim,
-                  "effective_batch_size": cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps
+                  "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
                   * max(1, args.world_size), "world_size": args.world_size, "max_steps": state.max_steps,
+                  "gradient_accumulation_steps": args.gradient_accumulation_steps,
                   "loss": "completion tokens only (prompt tokens labelled -100)",
-                  "loss_implementation": "transformers cross-entropy" if plain_loss else "TRL fused LM head"},
+                  "loss_implementation": ("LM head on completion positions only (tracekd.train.loss)"
+                                          if head_on_completion else "transformers cross-entropy" if plain_loss
+                                          else "TRL fused LM head"),
+                  "precision_source": ("requested" if cfg.precision != "auto" else "measured" if cal is not None
+                                       else "device support"),
+                  "calibration": cal.to_dict() if cal is not None else None, "torch_threads": threads},
         data={"file_rows": n_file_rows, "subset_rows": report.rows, "trained_rows": len(kept),
               "dropped_rows": report.dropped, "trainable_tokens": report.trainable_tokens,
               "max_length": cfg.max_length, "longest_row_tokens": report.longest},
@@ -432,6 +532,8 @@ def _manifest(cfg: TrainConfig, student, weights: dict, targets: list[str], trai
                 "tokens_seen": tokens, "tokens_per_second": round(tokens / train_seconds, 2) if train_seconds else None,
                 "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3),
                 "trainer_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}},
+        memory={**(memory_plan or {}),
+                "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3)},
         resumed_from=resumed_from,
         global_step=state.global_step,
         loss_curve=curve,
