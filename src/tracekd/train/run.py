@@ -29,6 +29,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
 from .config import TrainConfig
+from .batch import keep_global_batch
 from .data import Preflight, Tokenized, preflight, read_rows, subset
 
 #: config fields a resumed run may change without changing what is trained
@@ -342,7 +343,7 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accu
         lr_scheduler_type=cfg.lr_scheduler_type,
         warmup_steps=cfg.warmup_steps,
         per_device_train_batch_size=per_device or cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accumulation or cfg.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulation or cfg.gradient_accumulation_steps,  # see .batch
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         optim=_optim(cfg, dev),
@@ -383,6 +384,10 @@ def train(config: TrainConfig, *, log=print) -> Path:
     from .. import devices
 
     gpus = devices.select_training_device(cfg.device, log=log)  # before anything starts CUDA
+    batch = keep_global_batch(cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, devices.world_size())
+    if batch.accumulation != cfg.gradient_accumulation_steps:
+        log(f"{batch.world_size} processes: gradient accumulation {cfg.gradient_accumulation_steps} -> "
+            f"{batch.accumulation} per process, keeping the global batch of {batch.global_batch}")
     if cfg.deterministic:
         devices.enable_determinism()
     main = _main_process()
@@ -425,7 +430,7 @@ def train(config: TrainConfig, *, log=print) -> Path:
     plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
         cfg.loss_implementation == "auto" and (dev != "cuda" or importlib.util.find_spec("triton") is None))
     head_on_completion = plain_loss and cfg.loss_implementation != "model"
-    mem_plan, mem_saved = _memory_plan(cfg, out, last_ckpt, student, kept, dev, cfg.gradient_accumulation_steps,
+    mem_plan, mem_saved = _memory_plan(cfg, out, last_ckpt, student, kept, dev, batch.accumulation,
                                        head_on_completion, log)
     gc = mem_plan.gradient_checkpointing
 

@@ -1,0 +1,63 @@
+"""The configured global batch, kept under data-parallel training.
+
+A recipe's batch is ``per_device_train_batch_size x gradient_accumulation_steps`` (the method's
+4 x 4 = 16) for one process. Under ``accelerate launch`` with N processes every optimizer step sees
+per-device x accumulation x N rows, so the same recipe would silently train on N times the batch
+(and take N times fewer steps). tracekd keeps the recipe's global batch by dividing the
+accumulation by N, and refuses, with the arithmetic, when it does not divide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one optimizer step's rows are made up under ``world_size`` processes."""
+
+    per_device: int
+    accumulation: int  # gradient accumulation steps each process uses
+    world_size: int
+    configured_accumulation: int
+
+    @property
+    def global_batch(self) -> int:
+        """Rows per optimizer step over all processes."""
+        return self.per_device * self.accumulation * self.world_size
+
+    def to_dict(self) -> dict:
+        return {"per_device_train_batch_size": self.per_device, "gradient_accumulation_steps": self.accumulation,
+                "configured_gradient_accumulation_steps": self.configured_accumulation,
+                "world_size": self.world_size, "global_batch": self.global_batch}
+
+
+def keep_global_batch(per_device: int, accumulation: int, world_size: int) -> BatchPlan:
+    """Accumulation per process so that per-device x accumulation x world size = the configured global batch.
+
+    >>> keep_global_batch(4, 4, 1).global_batch
+    16
+    >>> p = keep_global_batch(4, 4, 2); (p.accumulation, p.global_batch)
+    (2, 16)
+    >>> keep_global_batch(4, 4, 4).accumulation
+    1
+    >>> keep_global_batch(4, 4, 3)
+    Traceback (most recent call last):
+    ...
+    tracekd.errors.ConfigError: global batch 4 x 4 = 16 cannot be kept on 3 processes: 4 (per device) x accumulation x 3 = 16 needs accumulation 4 / 3 = 1.33, not a whole number; use a process count that divides 4 (1, 2, 4), or set per_device_train_batch_size and gradient_accumulation_steps so that their product stays 16 and the accumulation divides by 3
+    """
+    if per_device < 1 or accumulation < 1 or world_size < 1:
+        raise ConfigError(f"batch sizes and world size must be >= 1 (got {per_device}, {accumulation}, {world_size})")
+    if accumulation % world_size:
+        target = per_device * accumulation
+        divisors = ", ".join(str(d) for d in range(1, accumulation + 1) if accumulation % d == 0)
+        raise ConfigError(
+            f"global batch {per_device} x {accumulation} = {target} cannot be kept on {world_size} processes: "
+            f"{per_device} (per device) x accumulation x {world_size} = {target} needs accumulation "
+            f"{accumulation} / {world_size} = {accumulation / world_size:.2f}, not a whole number; use a process "
+            f"count that divides {accumulation} ({divisors}), or set per_device_train_batch_size and "
+            f"gradient_accumulation_steps so that their product stays {target} and the accumulation divides by "
+            f"{world_size}")
+    return BatchPlan(per_device, accumulation // world_size, world_size, accumulation)
