@@ -52,7 +52,7 @@ def read(out: Path) -> list[dict]:
 
 
 def test_generates_every_row_in_input_order_with_counts(rows_file, tmp_path):
-    out = generate(cfg(rows_file, tmp_path / "g.jsonl"), log=lambda *_: None)
+    out = generate(cfg(rows_file, tmp_path / "g.jsonl", precision="fp32"), log=lambda *_: None)
     gens = read(out)
     assert [g["id"] for g in gens] == [f"toy/{i}" for i in range(12)]
     for g in gens:
@@ -190,3 +190,26 @@ def test_default_student_smollm2_generates_for_two_babi_prompts(tmp_path):
         assert g["text"].strip() and g["finish_reason"] in ("stop", "length") and g["prompt_tokens"] > 20
     m = json.loads((tmp_path / "g.manifest.json").read_text())
     assert m["settings"]["student"] == "smollm2-135m"
+
+
+def test_cpu_precision_auto_follows_the_generation_calibration(rows_file, tmp_path, monkeypatch):
+    """auto on CPU: fp32 unless a calibration found bf16 faster with identical outputs; a resumed run keeps its format."""
+    from tracekd.train.calibration import calibrate_generation, measured
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
+    first = cfg(rows_file, tmp_path / "a.jsonl", max_examples=4)
+    generate(first, log=lambda *_: None)
+    assert json.loads((tmp_path / "a.manifest.json").read_text())["settings"]["precision"] == "fp32"
+
+    # measured numbers in, decision out: bf16 3x faster but one output differs -> fp32
+    cal = calibrate_generation(lambda p: (["x", "y"] if p == "fp32" else ["x", "z"], 30, 1.0 if p == "fp32" else 0.3),
+                               "tiny-random")
+    assert cal.precision == "fp32" and cal.outputs_identical is False and measured("tiny-random", "cpu", "generate")
+    # identical and faster -> bf16, and generate uses it
+    cal = calibrate_generation(lambda p: (["x", "y"], 30, 1.0 if p == "fp32" else 0.3), "tiny-random")
+    assert cal.precision == "bf16"
+    generate(cfg(rows_file, tmp_path / "b.jsonl", max_examples=4), log=lambda *_: None)
+    assert json.loads((tmp_path / "b.manifest.json").read_text())["settings"]["precision"] == "bf16"
+    # the file started in fp32, run again, keeps fp32 (its settings must not change mid-file)
+    generate(cfg(rows_file, tmp_path / "a.jsonl", max_examples=4), log=lambda *_: None)
+    assert json.loads((tmp_path / "a.manifest.json").read_text())["settings"]["precision"] == "fp32"

@@ -102,6 +102,22 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
                           "rerun with the same settings to resume, or write to another --output-file")
 
 
+def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifest: Path | None) -> str:
+    """``auto`` on CPU: bf16 only where a calibration measured it faster with identical greedy outputs
+    (:func:`tracekd.train.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
+    from ..train import hardware
+    from ..train.calibration import measured
+
+    if cfg.precision != "auto" or dev != "cpu":
+        return hardware.precision(cfg.precision, dev)
+    if resumed_manifest is not None and resumed_manifest.is_file():
+        before = json.loads(resumed_manifest.read_text(encoding="utf-8")).get("settings", {}).get("precision")
+        if before in ("fp32", "bf16"):
+            return before
+    cal = measured(student_name, "cpu", "generate")
+    return hardware.precision("auto", dev, cpu_measured=cal.precision if cal else None)
+
+
 def _merged_folder(student, adapter: Path, prec: str) -> Path:
     """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode).
 
@@ -193,12 +209,12 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
     tokenizer = students.load_tokenizer(student)
     ctk = students.pin_template_kwargs(tokenizer.chat_template, ctk)  # the training's date, or the same pinned one
     dev = hardware.device()
-    prec = hardware.precision(cfg.precision, dev)
-    settings = _settings(cfg, student_name, adapter, prec, ctk)
-
     wanted = {r.id: r for r in rows}
     done = _existing(out, wanted)
     mpath = manifest_path(out)
+    prec = _precision(cfg, student_name, dev, mpath if done else None)
+    settings = _settings(cfg, student_name, adapter, prec, ctk)
+
     if done and mpath.is_file():
         _check_same(json.loads(mpath.read_text(encoding="utf-8")).get("settings", {}), settings, out, len(done))
     todo = [r for r in rows if r.id not in done]
