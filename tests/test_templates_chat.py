@@ -129,3 +129,43 @@ def test_llama_date_is_pinned_so_two_days_give_the_same_ids(monkeypatch):
         {"date_string": "02 Jan 2025"}
     assert students.pin_template_kwargs((TEMPLATES / "qwen3.jinja").read_text(), {}) == {}
 
+
+def test_pinned_date_recorded_by_train_and_reused_by_generate(tmp_path, monkeypatch):
+    """tiny-random with Llama-3.2's template: train on one day, generate on another, same prompt ids."""
+    from tracekd.generate import GenerateConfig, generate
+    from tracekd.generate.run import manifest_path
+    from tracekd.train import TrainConfig, train
+
+    folder = tmp_path / "tiny-llama-template"
+    shutil.copytree(students.resolve("tiny-random").source, folder)
+    (folder / "chat_template.jinja").write_text((TEMPLATES / "llama3_2.jinja").read_text(encoding="utf-8"))
+    tcfg = json.loads((folder / "tokenizer_config.json").read_text())
+    tcfg.pop("chat_template", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(tcfg))
+
+    rows = arm_rows()[1]
+    train_file = write_arm(tmp_path, rows, n=4)
+    import transformers.utils.chat_template_utils as ctu
+
+    monkeypatch.setattr(ctu, "datetime", _Day)
+    monkeypatch.setattr(_Day, "day", dt.datetime(2026, 12, 1))
+    said: list[str] = []
+    out = train(TrainConfig(train_file=str(train_file), output_dir=str(tmp_path / "run"), student=str(folder),
+                            max_steps=1, precision="fp32", per_device_train_batch_size=4,
+                            gradient_accumulation_steps=1, lora_r=4, lora_alpha=8, max_length=512, progress=False),
+                log=lambda *a: said.append(" ".join(map(str, a))))
+    pinned = {"date_string": students.PINNED_TEMPLATE_DATE}
+    assert json.loads((out / "train_config.json").read_text())["chat_template_kwargs"] == pinned
+    assert json.loads((out / "manifest.json").read_text())["config"]["chat_template_kwargs"] == pinned
+    assert any("pinned to date_string" in s for s in said)
+
+    monkeypatch.setattr(_Day, "day", dt.datetime(2027, 3, 15))  # generation on another day
+    gen_file = generate(GenerateConfig(input_file=str(train_file), output_file=str(tmp_path / "gen.jsonl"),
+                                       adapter=str(out), max_new_tokens=2, precision="fp32", progress=False),
+                        log=lambda *_: None)
+    settings = json.loads(manifest_path(gen_file).read_text())["settings"]
+    assert settings["chat_template_kwargs"] == pinned
+    tok = students.load_tokenizer(students.resolve(str(folder)))
+    ids, _ = tokenize_row(tok, rows, pinned)
+    first = json.loads(gen_file.read_text().splitlines()[0])
+    assert first["prompt_tokens"] == len(prompt_ids(tok, rows.prompt, pinned)) <= len(ids)
