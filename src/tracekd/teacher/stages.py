@@ -278,7 +278,7 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
             if force_temp:
                 cfg = replace(cfg, temperature=temperature)
             if dry_run(requests, folder, cfg)["requests"]:
-                name = json.dumps(ep, sort_keys=True)
+                name = ep.get("serve") or json.dumps(ep, sort_keys=True)  # one server per served model
                 if name not in live:
                     live[name] = stack.enter_context(reach(ep))
                 url, model = live[name]
