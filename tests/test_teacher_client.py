@@ -199,12 +199,13 @@ def test_every_item_once_in_order_and_a_rerun_sends_nothing_cached(server, proxy
 
 def test_retries_429_500_malformed_and_timeouts_lose_and_duplicate_nothing(server, proxy, tmp_path):
     proxy.faults = ["429", "500", "malformed", "slow", None, "500"]
-    proxy.slow = 2.5
-    cfg = settings(proxy, server, tmp_path, concurrency=1, timeout=1.5, max_retries=4)
+    proxy.slow = 4.0
+    cfg = settings(proxy, server, tmp_path, concurrency=1, timeout=3.0, max_retries=4)
     run_requests(requests(3), tmp_path / "out", cfg, log=lambda s: None)
     assert ids(tmp_path / "out") == ["q/0", "q/1", "q/2"]
-    # 3 answers + 429, 500, malformed, timeout, 500 retried (the timed-out request also reached the server)
-    assert proxy.received == 3 + 5
+    # 3 answers + 429, 500, malformed, timeout, 500 retried (more only if a busy machine made a normal
+    # request time out too: also a retry, and still nothing lost or duplicated)
+    assert proxy.faults == [] and proxy.received >= 3 + 5
     m = read_json(tmp_path / "out" / "manifest.json")
     assert m["complete"] and m["run"]["failed"] == [] and m["run"]["sent"] == 3
 

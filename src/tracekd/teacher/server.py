@@ -60,9 +60,12 @@ def _ready(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def serve_local(student: str, *, port: int | None = None, startup_timeout: float = 120.0,
+def serve_local(student: str, *, port: int | None = None, device: str = "auto", startup_timeout: float = 120.0,
                 extra_args: tuple[str, ...] = ()) -> Iterator[LocalServer]:
     """Serve ``student`` (a built-in name or a model folder) on 127.0.0.1 until the block ends.
+
+    ``device`` is the server's (``auto``: a GPU where there is one, else the CPU); ``extra_args``
+    go to ``transformers serve`` as they are (e.g. ``("--continuous-batching",)``).
 
     Waits for ``/health`` at most ``startup_timeout`` seconds; a server that exits or never gets
     ready raises ConfigError with the end of its log. The server is stopped (SIGTERM, then SIGKILL)
@@ -76,7 +79,7 @@ def serve_local(student: str, *, port: int | None = None, startup_timeout: float
     port = port or free_port()
     log = Path(tempfile.mkstemp(prefix="tracekd-serve-", suffix=".log")[1])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    cmd = [*_command(), folder, "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+    cmd = [*_command(), folder, "--host", "127.0.0.1", "--port", str(port), "--device", device,
            "--log-level", "warning", *extra_args]
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, start_new_session=True)
