@@ -69,14 +69,14 @@ def pooled(analysis, run_dir: Path) -> dict[tuple[str, str, str], list[Judgement
 
 
 def section(analysis, run_dir: Path | None) -> Section | None:
-    """The section, or None when the run has no teacher build and no output with a trace to measure."""
+    """The section, or None when the run has neither a teacher build nor a teacher arm."""
     if run_dir is None:
         return None
     run_dir = Path(run_dir)
     judged = pooled(analysis, run_dir)
     summaries = {k: summarize_freeform(js) for k, js in judged.items()}
     builds = _builds(run_dir)
-    if not builds and not any(s["measured"] for s in summaries.values()):
+    if not builds and not any(arm in TEACHER_ARMS for _, _, arm in judged):  # a run without a teacher
         return None
     blocks: list = [Paragraph(MEASURES_TEXT)]
     for label, m in builds:
