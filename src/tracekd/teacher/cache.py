@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from ..errors import DataError
@@ -37,9 +36,10 @@ def request_key(model: str, messages: list[dict], sampling: dict, extra_body: di
 
 
 def default_cache_dir() -> Path:
-    """``$TRACEKD_CACHE/teacher``, else ``~/.cache/tracekd/teacher``."""
-    base = os.environ.get("TRACEKD_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "tracekd") / "teacher"
+    """``teacher/`` in tracekd's cache folder (``$TRACEKD_CACHE``, else ``~/.cache/tracekd``)."""
+    from ..students import cache_dir
+
+    return cache_dir() / "teacher"
 
 
 class ResponseCache:
