@@ -367,7 +367,10 @@ class SubmititRunner:
         if not job.done():
             return None
         exc = job.exception()
-        return (exc is None, None if exc is None else 1, "" if exc is None else str(exc).strip().splitlines()[-1])
+        if exc is None:
+            return True, 0, ""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # submitit's summary line
+        return False, 1, first[:300]
 
     @staticmethod
     def _stop_local(job) -> None:
