@@ -150,7 +150,7 @@ def test_adapter_student_is_used_and_changes_outputs(rows_file, tmp_path, monkey
 
     tiny = students.resolve("tiny-random")
     monkeypatch.setattr(students, "cache_dir", lambda: tmp_path / "cache")
-    merged = _merged_folder(tiny, find_adapter(adapter), m["settings"]["adapter_sha256"], "fp32")
+    merged = _merged_folder(tiny, find_adapter(adapter), "fp32")
     assert merged.parent == tmp_path / "cache" / "merged"
     same = read(generate(cfg(rows_file, tmp_path / "m.jsonl", student=str(merged)), log=lambda *_: None))
     assert [g["text"] for g in same] == [g["text"] for g in tuned]
