@@ -1,0 +1,113 @@
+"""Peak memory of a multi-training `tracekd run`: every stage in one process vs each in its own.
+
+  python benchmarks/bench_run_memory.py                      # the demo config, 10 steps per arm
+  python benchmarks/bench_run_memory.py --max-steps 4 --max-test 6 --max-new-tokens 48 --precision fp32   # quick
+  python benchmarks/bench_run_memory.py --config configs/experiments/babi/smollm2-135m_cpu.yaml --max-steps 0
+
+Runs the same config twice into fresh folders, ``--executor local`` (in-process) and ``--executor
+subprocess``, sampling the resident memory of the whole process tree (psutil, every 0.1 s). Prints
+each run's peak tree RSS, the largest single process, the wall time, and the ratio subprocess / local;
+the two runs' analyses must be identical (checked, so the comparison is of the same work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(sum, max) resident bytes over the process and its descendants."""
+    total, biggest = 0, 0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            rss = p.memory_info().rss
+        except psutil.Error:
+            continue
+        total += rss
+        biggest = max(biggest, rss)
+    return total, biggest
+
+
+def measure(cmd: list[str]) -> dict:
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    ps = psutil.Process(proc.pid)
+    peak = {"tree": 0, "one": 0}
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            try:
+                t, b = tree_rss(ps)
+            except psutil.Error:
+                break
+            peak["tree"], peak["one"] = max(peak["tree"], t), max(peak["one"], b)
+            time.sleep(0.1)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, _ = proc.communicate()
+    done.set()
+    th.join()
+    if proc.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
+    return {"wall_s": time.monotonic() - t0, "peak_tree_gb": peak["tree"] / 1e9, "peak_one_gb": peak["one"] / 1e9}
+
+
+def numbers(run_dir: Path) -> dict:
+    a = json.loads((run_dir / "analysis.json").read_text())
+    for c in a["cells"]:
+        c.pop("score_dir", None)
+    return {k: a[k] for k in ("cells", "groups", "comparisons")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(ROOT / "src/tracekd/configs/demo.yaml"))
+    ap.add_argument("--max-steps", type=int, default=10, help="optimizer steps per training (0 = the config's)")
+    ap.add_argument("--max-test", type=int, default=None, help="test items per dataset (default: the config's)")
+    ap.add_argument("--max-new-tokens", type=int, default=None, help="generation length (default: the config's)")
+    ap.add_argument("--precision", default=None, help="train precision (default: the config's, i.e. auto)")
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    if args.max_steps:
+        cfg["train"] = {**cfg.get("train", {}), "max_steps": args.max_steps}
+    if args.max_test:
+        for d in cfg["datasets"]:
+            d["max_test"] = args.max_test
+    if args.max_new_tokens:
+        cfg["generate"] = {**cfg.get("generate", {}), "max_new_tokens": args.max_new_tokens}
+    if args.precision:
+        cfg["train"] = {**cfg.get("train", {}), "precision": args.precision}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for executor in ("local", "subprocess"):
+            cfg["out"] = str(Path(tmp) / executor)
+            path = Path(tmp) / f"{executor}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            results[executor] = measure([sys.executable, "-m", "tracekd.cli", "run", str(path),
+                                         "--executor", executor])
+            r = results[executor]
+            print(f"{executor:<10} wall {r['wall_s']:6.0f} s  peak RSS of the process tree {r['peak_tree_gb']:.2f} GB"
+                  f"  largest one process {r['peak_one_gb']:.2f} GB", flush=True)
+        same = numbers(Path(tmp) / "local") == numbers(Path(tmp) / "subprocess")
+    trainings = len(cfg.get("students", ["smollm2-135m"])) * len(cfg.get("arms", [])) * len(cfg.get("seeds", [0]))
+    print(f"config {args.config} ({trainings} trainings, max_steps {args.max_steps or 'as configured'})")
+    print(f"subprocess / local peak tree RSS: {results['subprocess']['peak_tree_gb'] / results['local']['peak_tree_gb']:.2f}x"
+          f"; wall {results['subprocess']['wall_s'] / results['local']['wall_s']:.2f}x; analyses identical: {same}")
+
+
+if __name__ == "__main__":
+    main()
