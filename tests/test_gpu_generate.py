@@ -7,6 +7,7 @@ import json
 import pytest
 
 from tracekd.errors import ConfigError
+from tracekd.io import write_jsonl
 from tracekd.generate.config import GenerateConfig, hf_sampling, vllm_sampling
 from tracekd.generate.vllm import adapter_hashes, merged_cache_key
 
@@ -112,3 +113,35 @@ def test_merged_folder_is_keyed_by_the_student_weights(tmp_path, monkeypatch):
     expect = merged_cache_key(students.weight_hashes(student), adapter_hashes(tmp_path / "adapter"), "fp32")
     assert folder.name == expect and (folder / "config.json").is_file()
     assert run._merged_folder(student, tmp_path / "adapter", "fp32") == folder  # reused
+
+
+# ----------------------------------------------------------------------------- --deterministic (point 9)
+
+
+def test_generate_deterministic_flag_reaches_torch_before_the_model(tmp_path, monkeypatch):
+    from tracekd import devices, students
+    from tracekd.generate import GenerateConfig, generate
+
+    calls: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    def resolve(name):
+        calls.append("resolve")
+        raise Stop
+
+    monkeypatch.setattr(devices, "enable_determinism", lambda *a, **k: calls.append("deterministic") or {})
+    monkeypatch.setattr(students, "resolve", resolve)
+    rows = tmp_path / "t.jsonl"
+    write_jsonl(rows, [{"id": "r0", "arm": "vanilla", "prompt": [{"role": "user", "content": "Where?"}],
+                        "completion": [{"role": "assistant", "content": "box"}]}])
+    with pytest.raises(Stop):
+        generate(GenerateConfig(input_file=str(rows), output_file=str(tmp_path / "g.jsonl"), student="tiny-random",
+                                deterministic=True, progress=False), log=lambda *_: None)
+    assert calls == ["deterministic", "resolve"]
+    calls.clear()
+    with pytest.raises(Stop):
+        generate(GenerateConfig(input_file=str(rows), output_file=str(tmp_path / "g.jsonl"), student="tiny-random",
+                                progress=False), log=lambda *_: None)
+    assert calls == ["resolve"]

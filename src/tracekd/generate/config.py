@@ -40,6 +40,8 @@ class GenerateConfig:
     precision: str = field(default="auto", metadata={
         "help": "number format: auto (fp32 on CPU without AMX, bf16 on CUDA), fp32, bf16, fp16",
         "choices": list(PRECISIONS)})
+    deterministic: bool = field(default=False, metadata={
+        "help": "PyTorch's deterministic algorithms (warn-only) and cuBLAS workspace (see README: GPUs)"})
     sort_by_length: bool = field(default=True, metadata={
         "help": "batch prompts of similar length together (longest first) to cut padding"})
     merge_adapter: bool = field(default=False, metadata={

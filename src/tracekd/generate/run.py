@@ -205,6 +205,10 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
     ctk = cfg.chat_template_kwargs
     if ctk is None:
         ctk = trained.get("chat_template_kwargs") or {}
+    if cfg.deterministic:
+        from ..devices import enable_determinism
+
+        enable_determinism()
     student = students.resolve(student_name)
     tokenizer = students.load_tokenizer(student)
     ctk = students.pin_template_kwargs(tokenizer.chat_template, ctk)  # the training's date, or the same pinned one
