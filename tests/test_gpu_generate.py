@@ -9,7 +9,7 @@ import pytest
 from tracekd.errors import ConfigError
 from tracekd.io import write_jsonl
 from tracekd.generate.config import GenerateConfig, hf_sampling, vllm_sampling
-from tracekd.generate.vllm import adapter_hashes, merged_cache_key
+from tracekd.generate.merge import adapter_hashes, merged_cache_key
 
 # ----------------------------------------------------------------------------- sampling (point 7)
 

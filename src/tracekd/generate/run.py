@@ -121,12 +121,12 @@ def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifes
 def _merged_folder(student, adapter: Path, prec: str) -> Path:
     """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode).
 
-    Keyed by the base student's weight hashes and the adapter's full hashes (:func:`.vllm.merged_cache_key`).
+    Keyed by the base student's weight hashes and the adapter's full hashes (:func:`.merge.merged_cache_key`).
     """
     from .. import students
     from ..train.hardware import torch_dtype
     from .hf import load_model_with_adapter
-    from .vllm import adapter_hashes, merged_cache_key
+    from .merge import adapter_hashes, merged_cache_key
 
     key = merged_cache_key(students.weight_hashes(student), adapter_hashes(adapter), prec)
     target = students.cache_dir() / "merged" / key
