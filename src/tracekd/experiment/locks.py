@@ -68,7 +68,8 @@ def stage_lock(stage_dir: Path) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id lives on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -100,6 +101,6 @@ def holder(stage_dir: Path) -> dict | None:
         info = json.loads((stage_dir / HOLDER_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"pid": None, "host": None, "job_id": None}
-    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not _pid_alive(info["pid"]):
+    if info.get("host") == socket.gethostname() and isinstance(info.get("pid"), int) and not pid_alive(info["pid"]):
         return None
     return info

@@ -10,14 +10,13 @@ when its folder holds work from an interrupted run (a re-run resumes it); **miss
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..io import write_json
-from .locks import holder
+from .locks import holder, pid_alive
 from .plan import Stage
 
 STATES = ("done", "running", "failed", "partial", "queued", "missing")
@@ -75,13 +74,7 @@ def _alive_here(rec: dict) -> bool:
     pid = rec.get("submitter_pid")
     if rec.get("executor") == "slurm" or not isinstance(pid, int) or rec.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def stage_state(stage: Stage, run_dir: Path) -> StageState:
