@@ -87,6 +87,8 @@ def plan_gpus(requested: str, visible: int, *, world_size: int = 1,
     True
     >>> plan_gpus("auto", 4, world_size=4).mode
     'data-parallel'
+    >>> plan_gpus("auto", 0, world_size=2).device     # accelerate launch over gloo on CPU
+    'cpu'
     >>> plan_gpus("cuda:2", 2)
     Traceback (most recent call last):
     ...
@@ -98,6 +100,9 @@ def plan_gpus(requested: str, visible: int, *, world_size: int = 1,
             raise ConfigError(f"--device {requested} picks one device, but this is a distributed launch of "
                               f"{world_size} processes (accelerate launch / torchrun), which gives each process its "
                               "own GPU; leave --device at auto")
+        if visible == 0:
+            return GpuPlan("data-parallel", "cpu", world_size, None,
+                           f"training data-parallel over {world_size} CPU processes (distributed launch, no GPU)")
         return GpuPlan("data-parallel", "cuda", world_size, None,
                        f"training data-parallel over {world_size} processes (one GPU each, distributed launch)")
     if kind == "cpu":
