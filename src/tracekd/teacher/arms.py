@@ -29,14 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import iter_jsonl
 from ..records import Example, SFTRow
 from ..score.answer import get_scorer
 from ..score.freeform import cut_at_sentence, measure, tokens, trace_text
 from ..traces.corrupt import BASELINE_ARMS, TEACHER_ARMS
 from ..traces.templates import Template, render_answer, render_completion, render_prompt
 from .prompts import TeacherPrompts, load_prompts, zero_shot_format_prompt
-from .records import TeacherResponse
+from .records import TeacherResponse, iter_responses
 
 ANSWER_CHOICES = ("gold", "teacher")
 #: teacher filters besides the answer scorers: keep every answered item, or a lenient containment check
@@ -61,11 +60,7 @@ def load_responses(folders) -> dict[tuple[str, str], TeacherResponse]:
             path = path / RESPONSES_FILE
         if not path.is_file():
             raise ConfigError(f"{path}: no teacher responses there (expected the output folder of `tracekd teacher`)")
-        for lineno, obj in iter_jsonl(path):
-            try:
-                r = TeacherResponse.from_dict(obj)
-            except DataError as e:
-                raise e.located(path, lineno) from None
+        for lineno, r in iter_responses(path):
             k = (r.id, r.purpose)
             if k in out and (out[k].answer, out[k].reasoning) != (r.answer, r.reasoning):
                 raise DataError(f"a second, different {r.purpose!r} response for id {r.id!r} (first at {where[k]}); "

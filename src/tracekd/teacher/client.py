@@ -29,10 +29,10 @@ from typing import Any, Callable
 
 from ..config import to_dict
 from ..errors import ConfigError, DataError
-from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
+from ..io import JsonlAppender, manifest, sha256_file, write_json, write_jsonl
 from .cache import ResponseCache, request_key
 from .config import TeacherConfig
-from .records import TeacherRequest, TeacherResponse, separate_reasoning, split_reasoning
+from .records import TeacherRequest, TeacherResponse, iter_responses, separate_reasoning, split_reasoning
 
 RESPONSES = "responses.jsonl"
 MANIFEST = "manifest.json"
@@ -174,13 +174,7 @@ def read_responses(out_dir: str | Path) -> list[TeacherResponse]:
     path = Path(out_dir) / RESPONSES
     if not path.is_file():
         return []
-    out = []
-    for line, obj in iter_jsonl(path):
-        try:
-            out.append(TeacherResponse.from_dict(obj))
-        except DataError as e:
-            raise e.located(path, line) from None
-    return out
+    return [r for _, r in iter_responses(path)]
 
 
 def _existing(path: Path, keys: dict[tuple[str, str], str]) -> tuple[dict, list[TeacherResponse]]:
@@ -190,11 +184,7 @@ def _existing(path: Path, keys: dict[tuple[str, str], str]) -> tuple[dict, list[
     seen: set[tuple[str, str]] = set()
     if not path.is_file():
         return mine, others
-    for line, obj in iter_jsonl(path):
-        try:
-            r = TeacherResponse.from_dict(obj)
-        except DataError as e:
-            raise e.located(path, line) from None
+    for line, r in iter_responses(path):
         item = (r.id, r.purpose)
         if item in seen:
             raise DataError(f"duplicate response for id {r.id!r}, purpose {r.purpose!r}", path=path, line=line,

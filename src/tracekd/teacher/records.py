@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from ..errors import DataError
+from ..io import iter_jsonl
 
 #: where a response's reasoning came from
 REASONING_SOURCES = ("reasoning_content", "think_tag", "none")
@@ -177,3 +179,13 @@ class TeacherRequest:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise DataError("each message needs a string role and content", field="messages")
         return cls(id=_need(d, "id", str), purpose=_need(d, "purpose", str), messages=messages)
+
+
+def iter_responses(path: str | Path) -> Iterator[tuple[int, TeacherResponse]]:
+    """``(line number, response)`` for each line of a ``responses.jsonl``; a bad line is an error naming it."""
+    path = Path(path)
+    for line, obj in iter_jsonl(path):
+        try:
+            yield line, TeacherResponse.from_dict(obj)
+        except DataError as e:
+            raise e.located(path, line) from None
