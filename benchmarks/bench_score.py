@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 from tracekd.cli import main as cli
+from tracekd.datasets import DATASETS
 from tracekd.io import read_records
 from tracekd.records import Example, Generation
 from tracekd.score.judge import score_pairs, settings_for
-from tracekd import registry
 from tracekd.traces.corrupt import target_for
 from tracekd.traces.templates import get_template, render_completion
 
@@ -37,7 +37,7 @@ def shapes(ex: Example, template, rng: random.Random) -> list[tuple[str, str | N
     """(text, finish_reason) of one example in every shape."""
     good = render_completion(ex, ex.gold, template)
     try:
-        target = target_for(ex, "incorrect", registry.get(ex.dataset).labels, rng.randrange(1 << 30))
+        target = target_for(ex, "incorrect", DATASETS.get(ex.dataset).labels, rng.randrange(1 << 30))
         wrong = render_completion(ex, target.decomposition, template)
     except Exception:  # an example with nothing to corrupt
         wrong = good

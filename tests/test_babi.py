@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tracekd import registry
-from tracekd.datasets import babi
+from tracekd.datasets import DATASETS, babi
 from tracekd.errors import ConfigError, DataError
 
 from conftest import BABI, needs_babi
 
-SPEC = registry.get("babi")
+SPEC = DATASETS.get("babi")
 
 # The official syntax: several questions per story, a space before the first tab.
 OFFICIAL = """\

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tracekd import registry
-from tracekd.datasets import cotemp
+from tracekd.datasets import DATASETS, cotemp
 from tracekd.errors import ConfigError, DataError
 
 from conftest import COTEMP, needs_cotemp
 
-SPEC = registry.get("cotemp")
+SPEC = DATASETS.get("cotemp")
 SIZES = {"equal": 436, "overlap": 653, "during": 1033, "mix": 563}  # the shared copy (during is partial)
 
 

@@ -10,10 +10,10 @@ import shlex
 import pytest
 import yaml
 
-from tracekd import registry
 from tracekd.cli import main
 from tracekd.commands import build as build_command
 from tracekd.config import add_command_arguments, config_from_args, load_config
+from tracekd.datasets import DATASETS
 from tracekd.generate.config import GenerateConfig
 from tracekd.score.answer import scorer_names
 from tracekd.traces.corrupt import ALL_ARMS
@@ -53,8 +53,8 @@ def test_chat_template_kwargs_help_examples_work(cls, tmp_path):
 def test_ls_lists_every_option_arm_template_and_scorer(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
-    for name in registry.names():
-        for f in dataclasses.fields(registry.get(name).options):
+    for name in DATASETS.names():
+        for f in dataclasses.fields(DATASETS.get(name).options):
             line = next((x for x in out.splitlines() if x.strip().startswith(f"{f.name} (")), None)
             assert line and "default " in line and f.metadata["help"] in line, (name, f.name)
     lines = out.splitlines()
@@ -80,7 +80,7 @@ def test_build_help_examples_use_options_of_their_dataset():
     for line in examples:
         argv = shlex.split(line)
         dataset = argv[argv.index("--dataset") + 1]
-        fields = {f.name for f in dataclasses.fields(registry.get(dataset).options)}
+        fields = {f.name for f in dataclasses.fields(DATASETS.get(dataset).options)}
         for i, a in enumerate(argv):
             if a == "--option":
                 key = argv[i + 1].split("=")[0].replace("-", "_")

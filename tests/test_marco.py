@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tracekd import registry
 from tracekd.cli import main
-from tracekd.datasets import marco
+from tracekd.datasets import DATASETS, marco
 from tracekd.errors import ConfigError, DataError
 from tracekd.io import read_records
 from tracekd.records import Judgement
@@ -24,7 +23,7 @@ import make_fixtures  # noqa: E402
 
 SCHEMAS = ("json", "jsongz", "parquet")
 ALL_ARMS = "vanilla,correct,incorrect,incorrect-class,incorrect-evidence"
-SPEC = registry.get("marco")
+SPEC = DATASETS.get("marco")
 
 
 def _load(folder: str | Path, **options):

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import BABI, COTEMP as COTEMP_DATA, needs_babi, needs_cotemp
-from tracekd import registry
 from tracekd.cli import main
+from tracekd.datasets import DATASETS
 from tracekd.errors import DataError
 from tracekd.io import read_records, write_records
 from tracekd.records import STATUSES, Decomposition, Example, Generation, Judgement
@@ -204,8 +204,8 @@ def _class_sentences(template, label: str) -> list[str]:
 @settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_every_rendering_of_every_label_parses_back(data):
-    name = data.draw(st.sampled_from(registry.names()))
-    spec = registry.get(name)
+    name = data.draw(st.sampled_from(DATASETS.names()))
+    spec = DATASETS.get(name)
     template = get_template(spec.template)
     label = data.draw(st.sampled_from(spec.labels))
     sentence = data.draw(st.sampled_from(_class_sentences(template, label)))
@@ -280,7 +280,7 @@ def test_cotemp_official_reads_the_raw_text_of_every_output(text, finish, status
 def test_shared_babi_outputs_without_ids_score_with_the_duplicates_in(tmp_path):
     """376 outputs without ids (qa4 repeats two question+context pairs) score without error; with 2 lines
     removed, n is still 376, 2 of them `missing`."""
-    examples = registry.get("babi").load_splits(str(BABI))["test"]
+    examples = DATASETS.get("babi").load_splits(str(BABI))["test"]
     assert len(examples) == 376
     keys = [(e.question, e.context) for e in examples]
     assert len(set(keys)) < len(keys)  # the duplicated pairs are there
@@ -310,7 +310,7 @@ def test_the_compat_scorer_rejects_six_gold_answers_of_the_cotemp_test_set():
     from tracekd.score.cotemp_official import score
     from tracekd.traces.templates import render_answer
 
-    test = registry.get("cotemp").load_splits(str(COTEMP_DATA))["test"]
+    test = DATASETS.get("cotemp").load_splits(str(COTEMP_DATA))["test"]
     texts = {e.id: f"<answer>{render_answer(e.answers)}</answer>" for e in test}
     rejected = sorted(e.id for e in test if not score(texts[e.id], e).correct)
     assert len(test) == 538 and len(rejected) == 6, rejected

@@ -169,10 +169,10 @@ def test_surface_forms_are_those_of_real_babi():
 
 
 def test_the_babi_loader_reads_the_generated_files(tmp_path):
-    from tracekd.registry import get
+    from tracekd.datasets import DATASETS
 
     write_babi(tmp_path, "all", n_train=20, n_test=3, seed=0)
-    spec = get("babi")
+    spec = DATASETS.get("babi")
     assert spec.validate(Path(tmp_path)) == []
     splits = spec.load_splits(tmp_path)
     assert len(splits["train"]) == 11 * 20 and len(splits["test"]) == 11 * 3

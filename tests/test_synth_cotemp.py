@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tracekd import registry
 from tracekd.cli import main
+from tracekd.datasets import DATASETS
 from tracekd.datasets.cotemp_rules import classify_question
 from tracekd.io import read_records, sha256_file
 from tracekd.records import Judgement
@@ -213,7 +213,7 @@ def small_dir(tmp_path_factory) -> Path:
 
 
 def test_loads_through_the_cotemp_loader(synth_dir):
-    splits = registry.get("cotemp").load_splits(synth_dir)
+    splits = DATASETS.get("cotemp").load_splits(synth_dir)
     assert len(splits["train"]) == 4 * N * 4 // 5 and len(splits["test"]) == 4 * N // 5
     assert not getattr(splits, "excluded", [])
     for ex in splits["test"][:50]:

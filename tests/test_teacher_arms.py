@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tracekd import registry
 from tracekd.cli import main
 from tracekd.build import BuildConfig, build
+from tracekd.datasets import DATASETS
 from tracekd.errors import ConfigError, DataError
 from tracekd.io import read_records
 from tracekd.records import Example
@@ -41,7 +41,7 @@ def long_reasoning(ex: Example) -> str:
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("teacher")
     generate_into({"generator": "babi", "n": 12, "n_test": 6, "seed": 3, "tasks": "qa1,qa2"}, root / "data")
-    splits = registry.get("babi").load_splits(str(root / "data"), tasks="qa1,qa2")
+    splits = DATASETS.get("babi").load_splits(str(root / "data"), tasks="qa1,qa2")
     # hand-chosen fates: per split, example 0 no response, 1 wrong, 2 truncated, 3 no summary; the rest correct
     fates: dict[str, str] = {}
     rows = []

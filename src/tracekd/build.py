@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from . import registry
+from .datasets import DATASETS
 from .errors import ConfigError, TracekdError, did_you_mean
 from .io import manifest, refuse_existing, replace_dir, sha256_file, sha256_text, write_json, write_records
 from .records import Example, SFTRow
@@ -182,7 +182,7 @@ def build(config: BuildConfig, progress: bool = True, overwrite: bool = False) -
     whole (written into a temporary sibling, then swapped in), so no old arm survives.
     """
     refuse_existing(config.out, overwrite, "build folder")
-    spec = registry.get(config.dataset)
+    spec = DATASETS.get(config.dataset)
     template = get_template(config.template or spec.template)
     splits = spec.load_splits(config.data, **config.options)
     with replace_dir(config.out, overwrite, "build folder") as out:

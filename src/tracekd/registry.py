@@ -1,83 +1,102 @@
-"""The one dataset registry: name -> DatasetSpec (loader, validator, label set, template, answer scorer).
+"""One lookup type for every named thing: datasets, answer scorers, trace definitions, templates, synthetic
+generators, generation backends, built-in students and CLI commands.
 
-Specs live in their dataset modules (``tracekd.datasets.<name>.SPEC``); this table only names them,
-so looking one up imports nothing else.
+A :class:`Registry` maps a name to an object and a one-line description. The object is given either as
+itself or, as a string, by its import path ``"module:attribute"`` (``"module"`` alone: the module), imported on
+the first :meth:`Registry.get` - so listing the names, or checking one, imports nothing.
 
->>> get("babi").name
-'babi'
->>> get("babl")
+>>> colours = Registry("colour")
+>>> colours.add("red", (255, 0, 0), "the colour of stop signs")
+>>> colours.add("join", "os.path:join", "imported on first use")
+>>> colours.names()
+['red', 'join']
+>>> colours.get("join").__name__
+'join'
+>>> colours.get("rde")
 Traceback (most recent call last):
 ...
-tracekd.errors.ConfigError: unknown dataset 'babl'; did you mean 'babi'? (choices: babi, cotemp, marco)
+tracekd.errors.ConfigError: unknown colour 'rde'; did you mean 'red'? (choices: join, red)
+>>> colours.listing()
+[('red', 'the colour of stop signs'), ('join', 'imported on first use')]
+>>> "red" in colours, colours.check("join")
+(True, 'join')
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Generic, Iterator, TypeVar
 
-from .errors import ConfigError, DataError, did_you_mean
-from .records import Example
+from .errors import ConfigError, did_you_mean
 
-#: split name -> examples, in a deterministic order
-Splits = dict[str, list[Example]]
-
-_SPECS = {
-    "babi": "tracekd.datasets.babi",
-    "cotemp": "tracekd.datasets.cotemp",
-    "marco": "tracekd.datasets.marco",
-}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """Everything tracekd needs to know about one dataset.
+class Entry:
+    """A registered name: ``target`` (the object, or its ``"module:attribute"`` path) and its description."""
 
-    - ``load(path, options) -> Splits``: read the raw files, decompose every question by rules.
-    - ``validate(path) -> list[DataError]``: every problem in the raw files, without stopping.
-    - ``options``: a dataclass of loader options (defaults = the method's); its field metadata
-      ``help`` documents each.
-    """
-
-    name: str
-    description: str
-    labels: tuple[str, ...]
-    load: Callable[[Path, Any], Splits]
-    validate: Callable[[Path], list[DataError]]
-    options: type
-    template: str
-    scorer: str
-    reference_size: str
-    download: str = ""
-    #: ``notes(path) -> list[str]``: what ``build`` will need that is not a problem (``validate`` prints it)
-    notes: Callable[[Path], list[str]] | None = None
-
-    def make_options(self, **overrides: Any) -> Any:
-        """Options with ``overrides`` applied; unknown keys are errors with did-you-mean."""
-        names = {f.name for f in dataclasses.fields(self.options)}
-        for key in overrides:
-            if key not in names:
-                raise ConfigError(did_you_mean(key, names, f"{self.name} option"))
-        return self.options(**overrides)
-
-    def load_splits(self, path: str | Path, **overrides: Any) -> Splits:
-        path = Path(path)
-        if not path.exists():
-            hint = f"\n{self.download}" if self.download else ""
-            raise DataError(f"no such file or folder{hint}", path=path)
-        return self.load(path, self.make_options(**overrides))
+    target: Any
+    description: str = ""
 
 
-def names() -> list[str]:
-    return sorted(_SPECS)
+class Registry(Generic[T]):
+    """Name -> lazily imported object; ``what`` names the kind in messages (``unknown <what> 'x'``)."""
 
+    def __init__(self, what: str):
+        self.what = what
+        self._entries: dict[str, Entry] = {}
+        self._loaded: dict[str, T] = {}
 
-def get(name: str) -> DatasetSpec:
-    """The spec of dataset ``name`` (did-you-mean on a typo)."""
-    if name not in _SPECS:
-        raise ConfigError(did_you_mean(name, _SPECS, "dataset"))
-    module = importlib.import_module(_SPECS[name])
-    return module.SPEC
+    def add(self, name: str, target: T | str, description: str = "") -> None:
+        """Register ``target`` (an object, or a string: its import path) under ``name``; a name is registered once."""
+        if name in self._entries:
+            raise ConfigError(f"{self.what} {name!r} is registered twice")
+        self._entries[name] = Entry(target, description)
+
+    def check(self, name: str) -> str:
+        """``name`` when it is registered, else a ConfigError with did-you-mean; imports nothing."""
+        if name not in self._entries:
+            raise ConfigError(did_you_mean(str(name), self._entries, self.what))
+        return name
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``, imported on first use (did-you-mean on a miss)."""
+        if name in self._loaded:
+            return self._loaded[name]
+        target = self._entries[self.check(name)].target
+        if isinstance(target, str):
+            module, _, attribute = target.partition(":")
+            try:
+                target = importlib.import_module(module)
+                if attribute:
+                    target = getattr(target, attribute)
+            except (ImportError, AttributeError) as e:
+                raise ConfigError(f"{self.what} {name!r} is not available: {e}") from None
+        self._loaded[name] = target
+        return target
+
+    def describe(self, name: str) -> str:
+        """The one-line description of ``name``."""
+        return self._entries[self.check(name)].description
+
+    def names(self) -> list[str]:
+        """The registered names, in the order they were added."""
+        return list(self._entries)
+
+    def listing(self) -> list[tuple[str, str]]:
+        """``(name, description)`` for every name, in order (`tracekd ls`)."""
+        return [(name, entry.description) for name, entry in self._entries.items()]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.what!r}: {', '.join(self._entries)})"

@@ -65,7 +65,7 @@ def option_lines(options_cls: type) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import registry
+    from ..datasets import DATASETS
     from ..errors import ConfigError
     from ..score.answer import SCORER_HELP, scorer_names
     from ..traces.corrupt import ALL_ARMS, ARM_HELP
@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
         name, sep, path = item.partition("=")
         if not sep:
             raise ConfigError(f"--data expects NAME=PATH, got {item!r}")
-        registry.get(name)
+        DATASETS.get(name)
         paths[name] = path
-    names = [registry.get(args.dataset).name] if args.dataset else registry.names()
+    names = [DATASETS.get(args.dataset).name] if args.dataset else DATASETS.names()
     for name in names:
-        spec = registry.get(name)
+        spec = DATASETS.get(name)
         print(f"{name}: {spec.description}")
         print(f"  classes ({len(spec.labels)}): {', '.join(spec.labels)}")
         print(f"  reference size: {spec.reference_size}")

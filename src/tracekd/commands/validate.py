@@ -19,17 +19,17 @@ HELP = "check a dataset's raw files; report every problem (file, line, field)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .. import registry
+    from ..datasets import DATASETS
 
     parser.add_argument("--dataset", required=True, metavar="NAME",
-                        help=f"dataset format ({', '.join(registry.names())})")
+                        help=f"dataset format ({', '.join(DATASETS.names())})")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a data file or a folder of them")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import registry
+    from ..datasets import DATASETS
 
-    spec = registry.get(args.dataset)
+    spec = DATASETS.get(args.dataset)
     problems, notes = [], []
     for path in args.paths:
         problems.extend(spec.validate(Path(path)))

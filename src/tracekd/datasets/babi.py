@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ..records import Decomposition, Example
-from ..registry import DatasetSpec, Splits
+from . import DatasetSpec, Splits
 from .text import read_lines
 
 #: The 20 official bAbI tasks, number -> name (as in the official file names).

@@ -40,7 +40,7 @@ from pathlib import Path
 from ..errors import ConfigError, DataError, did_you_mean
 from ..io import MANIFEST
 from ..records import Decomposition, Example
-from ..registry import DatasetSpec, Splits
+from . import DatasetSpec, Splits
 from .text import mentions, normalize, read_lines
 
 #: Categories = class labels, in the method's order.

@@ -61,7 +61,7 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ..records import Decomposition, Example
-from ..registry import DatasetSpec, Splits
+from . import DatasetSpec, Splits
 from .text import normalize
 
 #: The five query types = class labels, upper case (the order of the method's table).

@@ -171,7 +171,7 @@ class ExperimentConfig:
 
     def _check_names(self) -> None:
         """Students, datasets and loader options are checked now (did-you-mean), not when their stage runs."""
-        from ..registry import get
+        from ..datasets import DATASETS
         from ..students import parse_student
 
         for student in self.students:
@@ -181,7 +181,7 @@ class ExperimentConfig:
                 raise ConfigError(f"students: {e}") from None
         for entry in self.datasets:
             try:
-                get(entry.name).make_options(**entry.options)
+                DATASETS.get(entry.name).make_options(**entry.options)
             except ConfigError as e:
                 raise ConfigError(f"datasets[{entry.name}]: {e}") from None
 

@@ -153,7 +153,7 @@ def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
         import tempfile
 
         from ..build import BuildConfig, build_rows, stratified_subset
-        from ..registry import get
+        from ..datasets import DATASETS
         from ..traces.templates import get_template
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +165,7 @@ def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
                 data = Path(tmp) / "data"
                 generate_into(synth[0].spec, data)
             cfg = BuildConfig(out=tmp, **{**build.spec, "data": str(data)})
-            spec = get(cfg.dataset)
+            spec = DATASETS.get(cfg.dataset)
             splits = spec.load_splits(cfg.data, **cfg.options)
             rows = {}
             for split, examples in splits.items():
@@ -256,12 +256,12 @@ def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cp
 
 def missing_data(config: ExperimentConfig) -> list[str]:
     """One line per configured data folder that does not exist, saying where to get it."""
-    from ..registry import get
+    from ..datasets import DATASETS
 
     lines = []
     for entry in config.datasets:
         if entry.data is not None and not Path(entry.data).exists():
-            how = get(entry.name).download or "see the README's Data section"
+            how = DATASETS.get(entry.name).download or "see the README's Data section"
             lines.append(f"missing data: {entry.name} at {entry.data} - {how}")
     return lines
 

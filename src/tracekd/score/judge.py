@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import registry
+from ..datasets import DATASETS
 from ..errors import DataError
 from ..records import Example, Generation, Judgement
 from ..traces.parse import parse
@@ -379,7 +379,7 @@ def settings_for(examples: list[Example], template: str | None = None, scorer: s
     names = {ex.dataset for ex in examples}
     if len(names) != 1:
         raise DataError(f"examples must come from one dataset, got {sorted(names)}")
-    spec = registry.get(names.pop())
+    spec = DATASETS.get(names.pop())
     return JudgeSettings(template=template or spec.template, labels=spec.labels,
                          scorer=scorer or spec.scorer, trace_definition=trace_definition)
 

@@ -161,9 +161,9 @@ def response_dirs(teacher_stage_dir: Path) -> tuple[str, ...]:
 def load_examples(spec: dict, data: str) -> dict[str, list[Example]]:
     """The examples of each split exactly as the build selects them (before the teacher subset)."""
     from ..build import stratified_subset
-    from ..registry import get
+    from ..datasets import DATASETS
 
-    splits = get(spec["dataset"]).load_splits(data, **spec.get("options", {}))
+    splits = DATASETS.get(spec["dataset"]).load_splits(data, **spec.get("options", {}))
     return {split: stratified_subset(exs, {"train": spec.get("max_train"), "test": spec.get("max_test")}.get(split),
                                      spec.get("subset_seed", 0))
             for split, exs in splits.items()}
@@ -252,7 +252,7 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
     """
     import json
 
-    from ..registry import get
+    from ..datasets import DATASETS
     from ..traces.templates import get_template
     from .arms import load_responses
     from .client import dry_run, run_requests
@@ -261,7 +261,7 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
     spec = stage.spec
     out = stage.dir(run_dir)
     prompts = load_prompts(spec.get("prompts"))
-    template = get_template(spec.get("template") or get(spec["dataset"]).template)
+    template = get_template(spec.get("template") or DATASETS.get(spec["dataset"]).template)
     examples = load_examples(spec, data)
     teacher = spec["teacher"]
     with contextlib.ExitStack() as stack:
