@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from tracekd.errors import ConfigError
 from tracekd.records import Decomposition, Example
 from tracekd.score import answer as A
-from tracekd.score.answer import (AnswerScore, get_scorer, normalize_answer, parse_answer_list,
-                                  scorer_names, strict_correct, token_f1)
+from tracekd.score.answer import AnswerScore, get_scorer, parse_answer_list, scorer_names, strict_correct, token_f1
+from tracekd.text import normalize_answer
 
 
 def ex(*answers: str) -> Example:

@@ -6,8 +6,8 @@ import pytest
 
 from tracekd.errors import ConfigError
 from tracekd.records import STATUSES, Decomposition, Example
-from tracekd.score.steps import (TRACE_DEFINITIONS, StepVerdicts, evidence_verdicts, normalize_line,
-                                 trace_ok, verify_steps)
+from tracekd.score.steps import TRACE_DEFINITIONS, StepVerdicts, evidence_verdicts, trace_ok, verify_steps
+from tracekd.text import normalize_line
 from tracekd.traces.corrupt import ARMS, target_for
 from tracekd.traces.parse import ParsedOutput, parse
 from tracekd.traces.templates import get_template, render_answer, render_row

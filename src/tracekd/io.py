@@ -203,6 +203,20 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     return n
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """The lines of a UTF-8 text file (a leading BOM dropped, line ends removed).
+
+    Undecodable bytes raise a DataError naming the file and the line they are on.
+    """
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path, line=line) from None
+    return text.splitlines()
+
+
 def read_json(path: str | Path) -> Any:
     path = Path(path)
     try:

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, did_you_mean
+from ..io import read_lines
 from ..records import Decomposition, Example
 from . import DatasetSpec, Splits
-from .text import read_lines
 
 #: The 20 official bAbI tasks, number -> name (as in the official file names).
 TASKS: dict[int, str] = {

@@ -7,7 +7,7 @@ single one of them. Each file is JSON Lines despite its name: one object a line 
 
 Decomposition: class = the category; context = the facts; evidence rule ``answer-mention``
 (recorded in ``meta["evidence_rule"]``): the facts whose normalised text
-(:func:`tracekd.datasets.text.normalize`: NFKC, lowercase, punctuation to spaces, squeezed
+(:func:`tracekd.text.normalize_text`: NFKC, lowercase, punctuation to spaces, squeezed
 spaces) contains a normalised gold answer as a whole-word span. Ids: ``cotemp/{category}/{index}``.
 
 Split: per category, rows sorted by ``index`` are shuffled with
@@ -38,10 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, did_you_mean
-from ..io import MANIFEST
+from ..io import MANIFEST, read_lines
 from ..records import Decomposition, Example
+from ..text import mentions, normalize_text
 from . import DatasetSpec, Splits
-from .text import mentions, normalize, read_lines
 
 #: Categories = class labels, in the method's order.
 CATEGORIES: tuple[str, ...] = ("equal", "overlap", "during", "mix")
@@ -90,10 +90,10 @@ def answer_evidence(answers: list[str] | tuple[str, ...], facts: list[str] | tup
     >>> answer_evidence(["Red Army"], facts)
     [[]]
     """
-    normed = [normalize(f) for f in facts]
+    normed = [normalize_text(f) for f in facts]
     out = []
     for a in answers:
-        na = normalize(a)
+        na = normalize_text(a)
         out.append([i for i, f in enumerate(normed) if mentions(f, na)])
     return out
 
@@ -181,7 +181,7 @@ def _check_row(obj: object, path: Path, line: int) -> tuple[Row | None, list[Dat
                 errors.append(err(f"item {i} must be str, got {type(item).__name__}", name))
             elif not item.strip():
                 errors.append(err(f"item {i} is empty", name))
-            elif name == "answer" and not normalize(item):
+            elif name == "answer" and not normalize_text(item):
                 errors.append(err(f"item {i} ({item!r}) is empty after normalisation, so it can match nothing", name))
     if isinstance(obj.get("question"), str) and not obj["question"].strip():
         errors.append(err("empty", "question"))

@@ -8,7 +8,7 @@ this module derives it from the text alone:
    granularity (year, month or day).
 2. **The anchor fact** is the fact the question's ``While S <relation> O, ...`` clause names: same
    subject, relation and object (``the`` before an object ignored, names compared after
-   :func:`tracekd.datasets.text.normalize`). A few questions name a subject/relation/object that
+   :func:`tracekd.text.normalize_text`). A few questions name a subject/relation/object that
    several facts share (two terms of office): every such fact is an anchor.
 3. **Answer facts.** For each gold answer, the facts stating it: for ``who ...`` questions
    (``triple_element`` ``S2_R1_O1``) the facts whose *subject* is the answer and whose object is the
@@ -55,7 +55,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import ConfigError, did_you_mean
-from .text import mentions, normalize
+from ..text import mentions, normalize_text
 
 CATEGORIES = ("equal", "overlap", "during", "mix")
 RELATIONS = ("equal", "during", "overlap", "disjoint")
@@ -342,7 +342,7 @@ def parse_question(question: str) -> Question | None:
 @functools.lru_cache(maxsize=1 << 16)
 def _name(s: str | None) -> str:
     """A name for comparison: normalised, a leading ``the`` dropped."""
-    n = normalize(s or "")
+    n = normalize_text(s or "")
     return n[4:] if n.startswith("the ") else n
 
 
@@ -424,7 +424,7 @@ def _answer_facts(answer: str, q: Question | None, anchors: list[Fact], facts: l
             subj = _name(anchors[0].subject)
         elif q is not None:
             # the subject the main clause names: the longest fact subject written in it
-            rest = normalize(q.rest)
+            rest = normalize_text(q.rest)
             named = sorted({_name(f.subject) for f in facts if f.subject and mentions(rest, _name(f.subject))},
                            key=len, reverse=True)
             subj = named[0] if named else None
@@ -437,7 +437,7 @@ def _answer_facts(answer: str, q: Question | None, anchors: list[Fact], facts: l
             ("relation ignored", lambda f: _name(f.object) == a and (subj is None or _name(f.subject) == subj)),
         ]
     tiers.append(("object or subject match", lambda f: a in (_name(f.object), _name(f.subject))))
-    tiers.append(("mention", lambda f: f.index not in anchor_ids and mentions(normalize(f.text), a)))
+    tiers.append(("mention", lambda f: f.index not in anchor_ids and mentions(normalize_text(f.text), a)))
     for note, keep in tiers:
         found = [f for f in others if keep(f)]
         if found:

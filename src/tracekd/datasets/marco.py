@@ -29,7 +29,7 @@ takes the best of; ``meta["well_formed"]`` = ``wellFormedAnswers``.
 
 Evidence rule (option ``evidence``, recorded in ``meta["evidence_rule"]``):
 
-- ``answer-overlap`` (the method's): the passage whose word set (:func:`tracekd.datasets.text.normalize`,
+- ``answer-overlap`` (the method's): the passage whose word set (:func:`tracekd.text.normalize_text`,
   split on spaces) shares most words with the first answer's; the first such passage on a tie;
   no passage (``[]``) when the best overlap is 0 (``meta["evidence_overlap"]`` records it).
 - ``is-selected``: the passages the dataset marks ``is_selected``.
@@ -61,8 +61,8 @@ from typing import Any, Iterator
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ..records import Decomposition, Example
+from ..text import normalize_line, normalize_text
 from . import DatasetSpec, Splits
-from .text import normalize
 
 #: The five query types = class labels, upper case (the order of the method's table).
 LABELS: tuple[str, ...] = ("DESCRIPTION", "NUMERIC", "ENTITY", "LOCATION", "PERSON")
@@ -119,12 +119,12 @@ class MarcoOptions:
 
 
 def word_set(text: str) -> set[str]:
-    """The words of ``text`` after :func:`~tracekd.datasets.text.normalize`.
+    """The words of ``text`` after :func:`~tracekd.text.normalize_text`.
 
     >>> sorted(word_set("The Eiffel Tower, in Paris."))
     ['eiffel', 'in', 'paris', 'the', 'tower']
     """
-    return set(normalize(text).split())
+    return set(normalize_text(text).split())
 
 
 def overlap_evidence(answer: str, passages: list[str] | tuple[str, ...]) -> tuple[tuple[int, ...], int]:
@@ -155,8 +155,6 @@ def clean_passages(texts: list[str], selected: list[bool]) -> tuple[list[str], l
     >>> clean_passages(["A  b.\\nc", "", "a b. c", "D"], [False, False, True, False])
     (['A b. c', 'D'], [True, False], 2)
     """
-    from ..score.steps import normalize_line
-
     out: list[str] = []
     sel: list[bool] = []
     seen: dict[str, int] = {}

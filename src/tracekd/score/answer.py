@@ -20,23 +20,19 @@ AnswerScore(correct=True, f1=1.0, extra={'predicted': ['apple', 'football']})
 from __future__ import annotations
 
 import ast
-import functools
 import importlib
 import json
 import re
-import string
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ..errors import ConfigError, did_you_mean
+from ..text import normalize_answer
 
 if TYPE_CHECKING:
     from ..records import Example
 
-_PUNCT = set(string.punctuation)
-_PUNCT_TABLE = str.maketrans("", "", string.punctuation)
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
 # A list separator: a comma (not one inside a number such as 1,000), optionally followed by "and";
 # or " and " on its own. The capture keeps the separator so pieces can be joined back.
 _SEP = re.compile(r"(\s*(?:(?<!\d),|,(?!\d))\s*(?:and\s+)?|\s+and\s+)", re.IGNORECASE)
@@ -54,19 +50,6 @@ class AnswerScore:
 
 
 Scorer = Callable[[str, "Example"], AnswerScore]
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def normalize_answer(s: str) -> str:
-    """SQuAD normalisation: lowercase, drop punctuation and the articles a/an/the, squeeze spaces.
-
-    >>> normalize_answer("  The  Kitchen! ")
-    'kitchen'
-    >>> normalize_answer("An apple, a pear")
-    'apple pear'
-    """
-    s = s.lower().translate(_PUNCT_TABLE)
-    return " ".join(_ARTICLES.sub(" ", s).split())
 
 
 def _literal_list(s: str) -> list[str] | None:

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import functools
 import re
-import string
 from collections import Counter
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import DataError
+from ..text import normalize_official
 from .answer import AnswerScore
 
 if TYPE_CHECKING:
@@ -74,21 +74,6 @@ PATTERNS: tuple[str, ...] = (
     r"(.+?) {rel} (.+?)\.",
 )
 _COMPILED = {rel: [re.compile(p.format(rel=re.escape(rel))) for p in PATTERNS] for _, rel in RELATIONS}
-_PUNCT = set(string.punctuation)
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def normalize(s: str) -> str:
-    """The benchmark's normalisation: lowercase, remove punctuation, squeeze whitespace.
-
-    >>> normalize("  Durban City F.C. ")
-    'durban city fc'
-    >>> normalize("The Liberals")
-    'the liberals'
-    """
-    return " ".join("".join(ch for ch in s.lower() if ch not in _PUNCT).split())
-
-
 def extract_prediction(text: str) -> str:
     """Steps 1-3: lowercase, cut out the answer part, delete "assistant" and "think".
 
@@ -198,7 +183,7 @@ def compare(collected: Sequence[str], golds: Sequence[str]) -> tuple[bool, float
     >>> compare(["titular bishop"], ["Catholic bishop", "titular bishop"])
     (False, 0.6666666666666666, 1.0, 0.5)
     """
-    pred = sorted(normalize(x) for x in set(collected))
+    pred = sorted(normalize_official(x) for x in set(collected))
     gold = _gold_list(tuple(golds))
     if pred and pred == gold:
         return True, 1.0, 1.0, 1.0
@@ -211,7 +196,7 @@ def compare(collected: Sequence[str], golds: Sequence[str]) -> tuple[bool, float
 
 @functools.lru_cache(maxsize=4096)
 def _gold_list(golds: tuple[str, ...]) -> list[str]:
-    return sorted(normalize(g) for g in {g.lower() for g in golds})
+    return sorted(normalize_official(g) for g in {g.lower() for g in golds})
 
 
 def score_text(text: str, question: str, facts: Sequence[str], golds: Sequence[str],

@@ -32,7 +32,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Iterable, Mapping, Sequence
 
-from .steps import normalize_line
+from ..text import normalize_line
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _WORD = re.compile(r"\w+")

@@ -3,7 +3,7 @@
 MARCO's gold answers are *alternatives* (any one is right), kept in ``example.meta["references"]``
 (``example.answers`` - the trained answer - when absent). Every metric takes the best reference:
 
-- ``em``: exact match after SQuAD normalisation (:func:`tracekd.score.answer.normalize_answer`:
+- ``em``: exact match after SQuAD normalisation (:func:`tracekd.text.normalize_answer`:
   lowercase, punctuation and a/an/the dropped, spaces squeezed);
 - ``f1``: SQuAD token F1 on the same tokens;
 - ``rougeL``: ROUGE-L F-measure from the ``rouge-score`` package, on the same tokens (its own
@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from ..errors import ConfigError, did_you_mean
-from .answer import AnswerScore, f1_tokens, normalize_answer
+from ..text import normalize_answer
+from .answer import AnswerScore, f1_tokens
 
 if TYPE_CHECKING:
     from ..records import Example

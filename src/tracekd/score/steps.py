@@ -1,7 +1,7 @@
 """Verify the two sub-steps of a parsed trace against the gold decomposition.
 
 - **class**: the predicted label equals the gold label, case-insensitive and whitespace-normalised.
-- **evidence**: predicted lines are compared with the context by *text* (:func:`normalize_line`), so a
+- **evidence**: predicted lines are compared with the context by *text* (:func:`~tracekd.text.normalize_line`), so a
   sentence that occurs twice in a story is one piece of evidence whichever copy is named. Sets are
   over distinct normalised texts; a predicted line that matches no context line is a false positive.
 
@@ -28,42 +28,15 @@ A step the parse did not reach (``label``/``evidence`` None) has verdicts None, 
 from __future__ import annotations
 
 import functools
-import unicodedata
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError, did_you_mean
 from ..records import Example
+from ..text import normalize_label, normalize_line
 
 if TYPE_CHECKING:
     from ..traces.parse import ParsedOutput
-
-_TRAILING = ".!?;:,"
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def normalize_line(s: str) -> str:
-    """A context line's identity for matching: NFKC, casefolded, whitespace squeezed, ends
-    stripped, trailing sentence punctuation (``.!?;:,``) removed.
-
-    >>> normalize_line("  Mary  went to the\\tKitchen. ")
-    'mary went to the kitchen'
-    >>> normalize_line("ＮＹ, 2001!") == normalize_line("ny, 2001")
-    True
-    """
-    s = " ".join(unicodedata.normalize("NFKC", s).casefold().split())
-    return s.rstrip(_TRAILING + " ")
-
-
-@functools.lru_cache(maxsize=4096)
-def normalize_label(s: str) -> str:
-    """A class label for comparison: casefolded, whitespace squeezed.
-
-    >>> normalize_label("  Two-Supporting  fact ")
-    'two-supporting fact'
-    """
-    return " ".join(unicodedata.normalize("NFKC", s).casefold().split())
-
 
 @dataclass(frozen=True)
 class StepVerdicts:

@@ -32,6 +32,7 @@ from ..errors import ConfigError, DataError
 from ..records import Example, SFTRow
 from ..score.answer import get_scorer
 from ..score.freeform import cut_at_sentence, measure, tokens, trace_text
+from ..text import normalize_answer
 from ..traces.corrupt import BASELINE_ARMS, TEACHER_ARMS
 from ..traces.templates import Template, render_answer, render_completion, render_prompt
 from .prompts import TeacherPrompts, load_prompts, zero_shot_format_prompt
@@ -77,8 +78,6 @@ def contains_gold(prediction: str, answers) -> bool:
     >>> contains_gold("Sandra went back to the garden.", ["garden"]), contains_gold("gardens", ["garden"])
     (True, False)
     """
-    from ..score.answer import normalize_answer
-
     words = normalize_answer(prediction).split()
     return all(_sublist(words, normalize_answer(a).split()) for a in answers)
 

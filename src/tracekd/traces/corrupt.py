@@ -4,7 +4,7 @@
 - wrong class: uniform over the other labels (compared case-insensitively, as the verifier does).
 - wrong evidence: a uniform sample, sorted ascending, of the non-gold context lines, as many as the
   gold has where possible. A line whose text equals a gold line's (after
-  :func:`~tracekd.score.steps.normalize_line`) counts as gold, since the verifier matches by text.
+  :func:`~tracekd.text.normalize_line`) counts as gold, since the verifier matches by text.
   ``evidence_case`` records which rule applied: ``full`` (as many wrong lines as gold lines; also
   one wrong line when the gold is empty), ``fewer`` (fewer non-gold lines exist than gold lines),
   ``empty`` (no non-gold line: the empty list, still wrong because the gold is not empty).
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, TracekdError, did_you_mean
 from ..records import Decomposition, Example
-from ..score.steps import normalize_label, normalize_line
+from ..text import normalize_label, normalize_line
 
 ARMS = ("vanilla", "correct", "incorrect", "incorrect-class", "incorrect-evidence")
 #: arms rendered from teacher responses (tracekd.teacher.arms), and untrained baselines (the base student prompted)
