@@ -7,9 +7,9 @@ import json
 import pytest
 
 from tracekd.cli import main
+from tracekd.datasets.cotemp_audit import audit, format_audit
 from tracekd.datasets.cotemp_rules import (
-    Date, audit, classify_question, format_audit, interval_relation, parse_date, parse_fact,
-    parse_question, parse_time,
+    Date, classify_question, interval_relation, parse_date, parse_fact, parse_question, parse_time,
 )
 from tracekd.errors import ConfigError
 

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..datasets.cotemp_rules import audit, format_audit
+    from ..datasets.cotemp_audit import audit, format_audit
     from ..errors import DataError
     from ..io import write_json
 

@@ -42,6 +42,7 @@ from ..io import MANIFEST, read_lines
 from ..records import Decomposition, Example
 from ..text import mentions, normalize_text
 from . import DatasetSpec, Splits
+from .cotemp_rules import classify_question
 
 #: Categories = class labels, in the method's order.
 CATEGORIES: tuple[str, ...] = ("equal", "overlap", "during", "mix")
@@ -263,8 +264,6 @@ class Loaded(dict):
 
 def load(path: Path, options: CotempOptions) -> Loaded:
     """Train/test Examples of the file(s) at ``path`` (see the module docstring for every rule)."""
-    if options.labels == "rules":
-        from .cotemp_rules import classify_question
     splits: Splits = {"train": [], "test": []}
     excluded: list[dict] = []
     for category, f in data_files(path):
