@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 from ..synth import GENERATORS
 
@@ -16,8 +15,8 @@ HELP = "generate bAbI-style or CoTemp-style data by rule-based world simulation"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="generator", metavar="GENERATOR", required=True)
-    for name, module_name in GENERATORS.items():
-        module = importlib.import_module(module_name)
+    for name in GENERATORS.names():
+        module = GENERATORS.get(name)
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)

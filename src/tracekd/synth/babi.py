@@ -293,8 +293,8 @@ def _qa18(rng: random.Random) -> Story:
             if (order[p], order[q]) not in chain and (order[p], order[q]) != (small, big)]
     facts = chain + rng.sample(rest, n - 2)
     rng.shuffle(facts)
-    sentences = tuple(f"The {s} fits inside the {l}." if rng.random() < 0.5 else f"The {l} is bigger than the {s}."
-                      for s, l in facts)
+    sentences = tuple(f"The {inner} fits inside the {outer}." if rng.random() < 0.5
+                      else f"The {outer} is bigger than the {inner}." for inner, outer in facts)
     yes = rng.random() < 0.5
     if rng.random() < 0.5:
         x, y = (big, small) if yes else (small, big)
@@ -411,6 +411,12 @@ def write_babi(out_dir: str | Path, tasks: list[int | str] | str = "all", n_trai
     write_json(out / "manifest.json", m)
     m["kept"] = kept
     return m
+
+
+def write_from_spec(spec: dict, out_dir, overwrite: bool = False) -> dict:
+    """:func:`write_babi` from an experiment's ``synth:`` entry (``tasks``, ``n``, ``n_test``, ``seed``)."""
+    return write_babi(out_dir, tasks=spec.get("tasks", "all"), n_train=spec["n"], n_test=spec.get("n_test"),
+                      seed=spec.get("seed", 0), overwrite=overwrite)
 
 
 # --- CLI -----------------------------------------------------------------------------------------

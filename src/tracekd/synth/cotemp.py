@@ -409,6 +409,11 @@ def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = C
     return m
 
 
+def write_from_spec(spec: dict, out_dir, overwrite: bool = False) -> dict:
+    """:func:`write_cotemp` from an experiment's ``synth:`` entry (``n``, ``seed``); the loader splits 80/20."""
+    return write_cotemp(out_dir, n=spec["n"], seed=spec.get("seed", 0), overwrite=overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     cats = tuple(c.strip() for c in args.categories.split(",") if c.strip())
     m = write_cotemp(args.out, args.n, args.seed, cats, overwrite=args.overwrite)
