@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from tracekd.errors import ConfigError
 from tracekd.records import Decomposition, Example
+from tracekd.registry import Registry
 from tracekd.score import answer as A
 from tracekd.score.answer import AnswerScore, get_scorer, parse_answer_list, scorer_names, strict_correct, token_f1
 from tracekd.text import normalize_answer
@@ -150,7 +151,9 @@ def test_registry_marco_factory_gets_the_argument(monkeypatch):
 
 
 def test_registry_missing_module_is_a_config_error(monkeypatch):
-    monkeypatch.setitem(A._SCORERS, "nowhere", ("tracekd.score.no_such_module:make", True))
+    scorers = Registry("answer scorer")
+    scorers.add("nowhere", "tracekd.score.no_such_module:make")
+    monkeypatch.setattr(A, "SCORERS", scorers)
     with pytest.raises(ConfigError, match="'nowhere' is not available"):
         get_scorer("nowhere")
 

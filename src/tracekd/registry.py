@@ -47,7 +47,6 @@ class Registry(Generic[T]):
     def __init__(self, what: str):
         self.what = what
         self._entries: dict[str, Entry] = {}
-        self._loaded: dict[str, T] = {}
 
     def add(self, name: str, target: T | str, description: str = "") -> None:
         """Register ``target`` (an object, or a string: its import path) under ``name``; a name is registered once."""
@@ -62,20 +61,17 @@ class Registry(Generic[T]):
         return name
 
     def get(self, name: str) -> T:
-        """The object registered as ``name``, imported on first use (did-you-mean on a miss)."""
-        if name in self._loaded:
-            return self._loaded[name]
+        """The object registered as ``name`` (did-you-mean on a miss); a path is imported when first asked for
+        (and then found in ``sys.modules``, so nothing is held here that a test's stand-in module could not replace)."""
         target = self._entries[self.check(name)].target
-        if isinstance(target, str):
-            module, _, attribute = target.partition(":")
-            try:
-                target = importlib.import_module(module)
-                if attribute:
-                    target = getattr(target, attribute)
-            except (ImportError, AttributeError) as e:
-                raise ConfigError(f"{self.what} {name!r} is not available: {e}") from None
-        self._loaded[name] = target
-        return target
+        if not isinstance(target, str):
+            return target
+        module, _, attribute = target.partition(":")
+        try:
+            found = importlib.import_module(module)
+            return getattr(found, attribute) if attribute else found
+        except (ImportError, AttributeError) as e:
+            raise ConfigError(f"{self.what} {name!r} is not available: {e}") from None
 
     def describe(self, name: str) -> str:
         """The one-line description of ``name``."""

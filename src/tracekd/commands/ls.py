@@ -1,4 +1,5 @@
-"""List the datasets (classes, sizes, loader options), the arms, templates and answer scorers.
+"""List the datasets (classes, sizes, loader options), the arms, templates, answer scorers, trace definitions
+and built-in students.
 
   tracekd ls                         # everything, one line per arm, template and scorer
   tracekd ls babi                    # one dataset: its classes and every --option with type, default and help
@@ -14,7 +15,7 @@ import argparse
 import dataclasses
 import typing
 
-HELP = "list datasets (labels, sizes, loader options), arms, templates and answer scorers"
+HELP = "list datasets (labels, sizes, loader options), arms, templates, scorers, trace definitions, students"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +68,9 @@ def option_lines(options_cls: type) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from ..datasets import DATASETS
     from ..errors import ConfigError
-    from ..score.answer import SCORER_HELP, scorer_names
+    from ..score.answer import SCORERS
+    from ..score.steps import TRACE_DEFINITIONS
+    from ..students import BUILTINS
     from ..traces.corrupt import ALL_ARMS, ARM_HELP
     from ..traces.templates import get_template, template_names
 
@@ -93,14 +96,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {line}")
     if args.dataset:
         return 0
-    width = max(map(len, [*ALL_ARMS, *template_names(), *scorer_names()]))
-    print("arms:")
-    for arm in ALL_ARMS:
-        print(f"  {arm:<{width}}  {ARM_HELP.get(arm, '')}")
-    print("templates (--template NAME, or a YAML file):")
-    for t in template_names():
-        print(f"  {t:<{width}}  {get_template(t).description}")
-    print("answer scorers (--scorer NAME):")
-    for s in scorer_names():
-        print(f"  {s:<{width}}  {SCORER_HELP.get(s, '')}")
+    listings = [("arms:", [(arm, ARM_HELP.get(arm, "")) for arm in ALL_ARMS]),
+                ("templates (--template NAME, or a YAML file):",
+                 [(t, get_template(t).description) for t in template_names()]),
+                ("answer scorers (--scorer NAME):", sorted(SCORERS.listing())),
+                ("trace definitions (--trace-definition NAME):", TRACE_DEFINITIONS.listing()),
+                ("built-in students (a student is one of these, a local model folder or a Hugging Face id org/name):",
+                 BUILTINS.listing())]
+    width = max(len(name) for _, items in listings for name, _ in items)
+    for title, items in listings:
+        print(title)
+        for name, description in items:
+            print(f"  {name:<{width}}  {description}")
     return 0

@@ -20,14 +20,14 @@ AnswerScore(correct=True, f1=1.0, extra={'predicted': ['apple', 'football']})
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import ConfigError
+from ..registry import Registry
 from ..text import normalize_answer
 
 if TYPE_CHECKING:
@@ -265,21 +265,15 @@ def strict(prediction: str, example: "Example") -> AnswerScore:
                        extra={"predicted": sorted(predicted)})
 
 
-#: scorer name -> ("module:attribute", is_factory). A factory is called (with ``ARG`` from
-#: ``name:ARG`` when given) and returns the scorer; any other entry is the scorer itself.
-_SCORERS: dict[str, tuple[str, bool]] = {
-    "strict": ("tracekd.score.answer:strict", False),
-    "cotemp-official": ("tracekd.score.cotemp_official:score", False),
-    "marco": ("tracekd.score.marco:make_scorer", True),
-}
-
-
-#: one line per scorer (`tracekd ls`)
-SCORER_HELP = {
-    "strict": "normalised set equality of the answer items (the default)",
-    "cotemp-official": "the CoTempQA benchmark's lenient scorer (compatibility mode)",
-    "marco": "MS MARCO: exact match by default, or a threshold as marco:f1>=0.5, marco:rougeL>=0.5, marco:bleu1>=0.3",
-}
+#: scorer name -> the scorer, or for a name in :data:`TAKES_ARGUMENT` the factory that makes it (called with
+#: ``ARG`` from ``name:ARG`` when given); imported only when asked for
+SCORERS: Registry[Callable] = Registry("answer scorer")
+SCORERS.add("strict", "tracekd.score.answer:strict", "normalised set equality of the answer items (the default)")
+SCORERS.add("cotemp-official", "tracekd.score.cotemp_official:score",
+            "the CoTempQA benchmark's lenient scorer (compatibility mode)")
+SCORERS.add("marco", "tracekd.score.marco:make_scorer",
+            "MS MARCO: exact match by default, or a threshold as marco:f1>=0.5, marco:rougeL>=0.5, marco:bleu1>=0.3")
+TAKES_ARGUMENT = frozenset({"marco"})
 
 
 def scorer_names() -> list[str]:
@@ -288,7 +282,7 @@ def scorer_names() -> list[str]:
     >>> scorer_names()
     ['cotemp-official', 'marco', 'strict']
     """
-    return sorted(_SCORERS)
+    return sorted(SCORERS)
 
 
 def get_scorer(spec: str) -> Scorer:
@@ -306,17 +300,10 @@ def get_scorer(spec: str) -> Scorer:
     tracekd.errors.ConfigError: answer scorer 'strict' takes no argument (got 'strict:x')
     """
     name, colon, arg = spec.partition(":")
-    name = name.strip()
-    if name not in _SCORERS:
-        raise ConfigError(did_you_mean(name, _SCORERS, "answer scorer"))
-    target, is_factory = _SCORERS[name]
-    if colon and not is_factory:
+    name = SCORERS.check(name.strip())
+    if colon and name not in TAKES_ARGUMENT:
         raise ConfigError(f"answer scorer {name!r} takes no argument (got {spec!r})")
-    module_name, _, attr = target.partition(":")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"answer scorer {name!r} is not available: {e}") from None
-    if not is_factory:
-        return obj
-    return obj(arg) if colon else obj()
+    scorer = SCORERS.get(name)
+    if name not in TAKES_ARGUMENT:
+        return scorer
+    return scorer(arg) if colon else scorer()

@@ -31,8 +31,8 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import ConfigError, did_you_mean
 from ..records import Example
+from ..registry import Registry
 from ..text import normalize_label, normalize_line
 
 if TYPE_CHECKING:
@@ -131,12 +131,16 @@ def verify_steps(parsed: "ParsedOutput", example: Example) -> StepVerdicts:
 
 
 #: name -> predicate: is the whole trace correct? (``None`` step verdicts count as wrong)
-TRACE_DEFINITIONS: dict[str, Callable[[StepVerdicts], bool]] = {
-    "class+evidence-exact": lambda v: v.label_ok is True and v.evidence_exact is True,
-    "class+evidence-all": lambda v: v.label_ok is True and v.evidence_all is True,
-    "class": lambda v: v.label_ok is True,
-    "evidence-exact": lambda v: v.evidence_exact is True,
-}
+TRACE_DEFINITIONS: Registry[Callable[[StepVerdicts], bool]] = Registry("trace definition")
+TRACE_DEFINITIONS.add("class+evidence-exact",
+                      lambda verdicts: verdicts.label_ok is True and verdicts.evidence_exact is True,
+                      "the right class and exactly the gold evidence lines (the default)")
+TRACE_DEFINITIONS.add("class+evidence-all",
+                      lambda verdicts: verdicts.label_ok is True and verdicts.evidence_all is True,
+                      "the right class and every gold evidence line (extra lines allowed)")
+TRACE_DEFINITIONS.add("class", lambda verdicts: verdicts.label_ok is True, "the right class alone")
+TRACE_DEFINITIONS.add("evidence-exact", lambda verdicts: verdicts.evidence_exact is True,
+                      "exactly the gold evidence lines alone")
 DEFAULT_TRACE_DEFINITION = "class+evidence-exact"
 
 
@@ -148,9 +152,7 @@ def get_trace_definition(name: str) -> Callable[[StepVerdicts], bool]:
     ...
     tracekd.errors.ConfigError: unknown trace definition 'class+evidence'; did you mean 'class+evidence-all'? (choices: class, class+evidence-all, class+evidence-exact, evidence-exact)
     """
-    if name not in TRACE_DEFINITIONS:
-        raise ConfigError(did_you_mean(name, TRACE_DEFINITIONS, "trace definition"))
-    return TRACE_DEFINITIONS[name]
+    return TRACE_DEFINITIONS.get(name)
 
 
 def trace_ok(status: str, verdicts: StepVerdicts, definition: str = DEFAULT_TRACE_DEFINITION) -> bool:
