@@ -33,13 +33,13 @@ import calendar
 import random
 from dataclasses import dataclass
 
+from ..datasets.cotemp_rules import Date, TimeExpr, interval_relation, label_of
+
 HELP = "generate CoTemp-style questions whose answers follow from time-stamped facts"
 
 CATEGORIES = ("equal", "overlap", "during", "mix")
 TRIPLE_ELEMENTS = ("S1_R1_O2", "S1_R2_O2", "S2_R1_O1", "S2_R1_O2", "S2_R2_O2")
 RELATIONS = ("position", "member", "work", "attend", "play")
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
-          "October", "November", "December")
 SAME_TIME = ("during the same time period", "within the same time interval", "simultaneously",
              "concurrently", "at the same time", "during the same time span", "during the identical time period")
 FIRST_NAMES = ("Ada", "Bruno", "Clara", "Dario", "Elin", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kaja",
@@ -121,21 +121,21 @@ def render(d: Day) -> str:
     ('1997', 'March, 1997', 'March 4, 1997')
     """
     y, m, day = d
-    if not m:
-        return str(y)
-    return f"{MONTHS[m - 1]}, {y}" if not day else f"{MONTHS[m - 1]} {day}, {y}"
+    return str(Date(y, m or None, day or None))
 
 
 # ---------------------------------------------------------------------------------------------
-# interval logic (this module's own; the tests re-derive it independently)
+# interval logic: the classifier's (tracekd.datasets.cotemp_rules); the tests re-derive it independently
+
+
+def _expr(t: Time) -> TimeExpr:
+    """The classifier's time expression of ``t`` (a 0 month or day is one not stated)."""
+    start, end = (Date(y, m or None, d or None) for y, m, d in (t.start, t.end))
+    return TimeExpr(start, end, t.span)
 
 
 def _bounds(t: Time, semantics: str) -> tuple[Day, Day]:
-    if semantics == "wikidata":  # unknown month/day = 0
-        return t.start, t.end
-    (y0, m0, d0), (y1, m1, d1) = t.start, t.end  # calendar: the whole period named
-    m1 = m1 or 12
-    return (y0, m0 or 1, d0 or 1), (y1, m1, d1 or calendar.monthrange(y1, m1)[1])
+    return _expr(t).interval(semantics)
 
 
 def relation(a: Time, b: Time, semantics: str = "wikidata") -> str:
@@ -144,14 +144,7 @@ def relation(a: Time, b: Time, semantics: str = "wikidata") -> str:
     >>> relation(Time((1990, 0, 0), (2000, 0, 0), True), Time((1995, 0, 0), (1995, 0, 0), False))
     'during'
     """
-    (a0, a1), (b0, b1) = _bounds(a, semantics), _bounds(b, semantics)
-    if (a0, a1) == (b0, b1):
-        return "equal"
-    if a1 < b0 or b1 < a0:
-        return "disjoint"
-    if (b0 <= a0 and a1 <= b1) or (a0 <= b0 and b1 <= a1):
-        return "during"
-    return "overlap"
+    return interval_relation(_bounds(a, semantics), _bounds(b, semantics))
 
 
 def ordered(t: Time) -> bool:
@@ -169,11 +162,6 @@ def _relation_both(a: Time, b: Time) -> str | None:
     """The relation when both readings of the dates agree on it, else None."""
     r = relation(a, b, "wikidata")
     return r if r == relation(a, b, "calendar") else None
-
-
-def category_of(relations: list[str]) -> str:
-    kinds = set(relations)
-    return kinds.pop() if len(kinds) == 1 else "mix"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,8 +326,7 @@ def make_question(category: str, rng: random.Random, index: int = 0) -> dict:
     else:
         asked = [f for f in facts if f is not anchor and f.subject == target_subject and f.relation == target_rel]
         gold = [f.object for f in asked if _relation_both(f.time, a_time) not in (None, "disjoint")]
-    got = category_of([relation(f.time, a_time) for f in asked
-                       if relation(f.time, a_time) != "disjoint"])
+    got = label_of(relation(f.time, a_time) for f in asked)
     if got != category or len(gold) != len(answers):  # pragma: no cover - construction guarantees it
         raise AssertionError(f"generated {got} for {category} (index {index})")
 
