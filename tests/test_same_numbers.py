@@ -26,7 +26,7 @@ from tracekd.cli import main
 from tracekd.experiment import plan as plan_module
 from tracekd.experiment.config import load_experiment
 from tracekd.experiment.plan import make_plan
-from tracekd.experiment.runner import finish_run, run_stage
+from tracekd.experiment.runner import finish_run, planned_rows, run_stage
 from tracekd.io import sha256_text, write_json
 from tracekd.records import Generation
 from tracekd.traces.corrupt import ARMS
@@ -169,6 +169,14 @@ def test_cli_score_analyze_report_are_pinned(smoke, monkeypatch):
     assert not diffs, "the analysis of `tracekd score` + `analyze` changed:\n" + "\n".join(diffs[:40])
     report = normalised_report((run_dir.parent / "cli" / "report.md").read_text(encoding="utf-8"))
     assert report == _fixture("cli_report.md")
+
+
+def test_planned_rows_are_the_rows_the_build_writes(smoke, tmp_path):
+    run_dir, _, stages = smoke
+    builds = [s for s in stages if s.kind == "build"]
+    assert all(b.done(run_dir) for b in builds)
+    for b in builds:  # rendered in memory (never built in tmp_path) vs read back from the build's files
+        assert planned_rows(b, tmp_path, {}) == planned_rows(b, run_dir, {})
 
 
 def write_fixtures() -> None:

@@ -175,6 +175,50 @@ def stratified_subset(examples: list[Example], k: int | None, seed: int) -> list
     return [ex for ex in examples if ex.id in chosen]
 
 
+@dataclass
+class SplitSets:
+    """One split of a build as rendered: what is written and what the manifest counts."""
+
+    loaded: int  # examples the loader read
+    selected: list[Example]  # after the stratified and the teacher-correct subsets
+    kept: list[Example]  # the examples every arm applies to
+    rows: dict[str, list[SFTRow]]  # arm -> its rows
+    excluded: list[dict]
+    evidence_cases: dict
+
+
+def load_inputs(config: BuildConfig):
+    """The dataset spec, the trace template and the loaded splits a build reads."""
+    spec = DATASETS.get(config.dataset)
+    template = get_template(config.template or spec.template)
+    return spec, template, spec.load_splits(config.data, **config.options)
+
+
+def render_split(config: BuildConfig, spec, template: Template, extra, split: str, examples: list[Example],
+                 progress: bool = True) -> SplitSets:
+    """Select one split's examples (``max_train`` / ``max_test`` subset, then the teacher-correct subset) and
+    render every arm: the one row selection that ``tracekd build`` writes and ``tracekd run --dry-run`` counts.
+
+    ``extra`` is the build's :class:`tracekd.teacher.arms.ExtraArms` (the arms beyond the decomposed ones).
+    """
+    limit = {"train": config.max_train, "test": config.max_test}.get(split)
+    selected = extra.subset(split, stratified_subset(examples, limit, config.subset_seed))
+    rows, kept, excluded, cases = build_rows(selected, tuple(a for a in config.arms if a in ARMS), spec.labels,
+                                             config.seed, template, progress)
+    rows.update(extra.rows(split, kept))
+    return SplitSets(len(examples), selected, kept, rows, excluded, cases)
+
+
+def render_sets(config: BuildConfig, progress: bool = False) -> dict[str, SplitSets]:
+    """Every split of the build ``config`` describes, rendered in memory (nothing is written)."""
+    from .teacher.arms import ExtraArms
+
+    spec, template, splits = load_inputs(config)
+    extra = ExtraArms(config, template, splits)
+    return {split: render_split(config, spec, template, extra, split, examples, progress)
+            for split, examples in splits.items()}
+
+
 def build(config: BuildConfig, progress: bool = True, overwrite: bool = False) -> dict:
     """Load, decompose, render every arm, verify, write; returns the manifest.
 
@@ -182,9 +226,7 @@ def build(config: BuildConfig, progress: bool = True, overwrite: bool = False) -
     whole (written into a temporary sibling, then swapped in), so no old arm survives.
     """
     refuse_existing(config.out, overwrite, "build folder")
-    spec = DATASETS.get(config.dataset)
-    template = get_template(config.template or spec.template)
-    splits = spec.load_splits(config.data, **config.options)
+    spec, template, splits = load_inputs(config)
     with replace_dir(config.out, overwrite, "build folder") as out:
         return _write_build(config, spec, template, splits, out, progress)
 
@@ -199,23 +241,19 @@ def _write_build(config: BuildConfig, spec, template: Template, splits, out: Pat
 
     extra = ExtraArms(config, template, splits)
     for split, examples in splits.items():
-        loaded = len(examples)
-        limit = {"train": config.max_train, "test": config.max_test}.get(split)
-        examples = extra.subset(split, stratified_subset(examples, limit, config.subset_seed))
-        rows, kept, excluded, cases = build_rows(examples, tuple(a for a in config.arms if a in ARMS), spec.labels,
-                                                 config.seed, template, progress)
-        rows.update(extra.rows(split, kept))
+        sets = render_split(config, spec, template, extra, split, examples, progress)
         path = out / "examples" / f"{split}.jsonl"
-        write_records(path, kept)
+        write_records(path, sets.kept)
         files.append(path)
         for arm in config.arms:
             path = out / arm / f"{split}.jsonl"
-            write_records(path, rows[arm])
+            write_records(path, sets.rows[arm])
             files.append(path)
-        counts[split] = {"loaded": loaded, "selected": len(examples), "kept": len(kept), "excluded": len(excluded)}
-        excluded_all[split] = excluded
-        cases_all[split] = cases
-        notes = Counter(k for ex in examples for k in ex.meta.get("notes", ()))
+        counts[split] = {"loaded": sets.loaded, "selected": len(sets.selected), "kept": len(sets.kept),
+                         "excluded": len(sets.excluded)}
+        excluded_all[split] = sets.excluded
+        cases_all[split] = sets.evidence_cases
+        notes = Counter(k for ex in sets.selected for k in ex.meta.get("notes", ()))
         if notes:
             loader_notes[split] = dict(notes)
     m = manifest(

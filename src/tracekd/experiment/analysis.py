@@ -75,7 +75,7 @@ def analyze_run(config: ExperimentConfig, stages: list[Stage], run_dir: Path) ->
     for s in stages:
         if s.kind != "score":
             continue
-        gen_stage, build_stage = s.deps
+        gen_stage, build_stage = s.input("generate"), s.input("build")
         judgements = read_records(s.dir(run_dir) / "judgements.jsonl", Judgement)
         c = s.cell
         key = (c["dataset"], c["student"], c["arm"], c["seed"])

@@ -82,8 +82,8 @@ def forward_flops(d: Dims, lengths: list[int], logit_rows: int) -> float:
     """FLOPs of one forward pass over rows padded to the longest (causal attention; LM head on ``logit_rows``).
 
     >>> d = Dims(hidden=4, intermediate=8, layers=1, kv=4, vocab=10)
-    >>> forward_flops(d, [3, 1], logit_rows=2)   # 2 rows x 3 tokens: 2*6*128 + 2*1*4*2*9 + 2*10*4*2
-    1840.0
+    >>> d.dense_per_token, forward_flops(d, [3, 1], logit_rows=2)  # 2 rows x 3: 2*6*160 + 2*1*4*2*9 + 2*10*4*2
+    (160, 2224.0)
     """
     rows, t = len(lengths), max(lengths, default=0)
     return float(2 * rows * t * d.dense_per_token + 2 * d.layers * d.hidden * rows * t * t
@@ -141,7 +141,7 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
             flops += f
             step_flops.append(f)
         epoch_flops += flops / SHUFFLES
-    real = sum(n for n, _ in rows)
+    real = float(sum(n for n, _ in rows))
     if max_steps:
         mean_step = statistics.fmean(step_flops)
         return TrainWork(mean_step * max_steps, real / len(rows) * per_step * max_steps, int(max_steps), micro,

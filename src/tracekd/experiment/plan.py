@@ -40,10 +40,15 @@ class Stage:
 
     def input(self, kind: str) -> "Stage":
         """The upstream stage of ``kind`` this stage reads (dependencies are named by their kind)."""
-        for d in self.deps:
-            if d.kind == kind:
-                return d
-        raise KeyError(f"{self.label} has no {kind} input (inputs: {[d.kind for d in self.deps]})")
+        found = self.optional_input(kind)
+        if found is None:
+            raise KeyError(f"{self.label} has no {kind} input (inputs: {[d.kind for d in self.deps]})")
+        return found
+
+    def optional_input(self, kind: str) -> Stage | None:
+        """The upstream stage of ``kind``, or None for a stage that reads none (a build without a synth stage,
+        a zero-shot baseline's generate stage without a train stage)."""
+        return next((d for d in self.deps if d.kind == kind), None)
 
     def to_dict(self) -> dict:
         """JSON form (``plan.json``): dependencies by folder name, so a worker can rebuild the graph."""

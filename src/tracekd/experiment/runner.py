@@ -24,30 +24,38 @@ from .plan import Stage, make_plan
 
 @dataclass(frozen=True)
 class StageKind:
-    """What a stage kind does: ``run(stage, run_dir)`` fills the stage folder; ``model`` stages load a model."""
+    """What a stage kind does: ``run(stage, run_dir)`` fills the stage folder; ``model`` stages load a model.
+
+    ``tokens(stage, rows)`` (model stages) counts the tokens the stage processes from its build's rows
+    ``{(arm, split): [row dict, ...]}``, for the plan's time estimate; ``describe(stage, run_dir)`` is a
+    line the dry-run plan adds while the stage is not done.
+    """
 
     name: str
     run: Callable[[Stage, Path], None]
     model: bool = False  # train/generate: one per GPU, own process under the subprocess executor
     help: str = ""
+    tokens: Callable[[Stage, dict], float] | None = None
+    describe: Callable[[Stage, Path], str] | None = None
 
 
 #: stage kind name -> StageKind; the plan's stages name their inputs by kind (``stage.input("build")``)
 STAGE_KINDS: dict[str, StageKind] = {}
 
 
-def stage_kind(name: str, *, model: bool = False, help: str = ""):
+def stage_kind(name: str, *, model: bool = False, help: str = "", tokens: Callable[[Stage, dict], float] | None = None,
+               describe: Callable[[Stage, Path], str] | None = None):
     """Register the function that runs stages of kind ``name`` (a decorator)."""
     def register(fn: Callable[[Stage, Path], None]):
-        STAGE_KINDS[name] = StageKind(name, fn, model, help)
+        STAGE_KINDS[name] = StageKind(name, fn, model, help, tokens, describe)
         return fn
     return register
 
 
 def data_path(stage: Stage, run_dir: Path) -> str:
     """Where a build stage reads its raw data: the synth stage's folder or the configured path."""
-    synth = [d for d in stage.deps if d.kind == "synth"]
-    return str(synth[0].dir(run_dir) / "data") if synth else stage.spec["data"]
+    synth = stage.optional_input("synth")
+    return str(synth.dir(run_dir) / "data") if synth is not None else stage.spec["data"]
 
 
 @stage_kind("synth", help="synthetic raw data (tracekd synth)")
@@ -63,21 +71,49 @@ def _run_build(stage: Stage, run_dir: Path) -> None:
 
     spec = dict(stage.spec)
     spec["data"] = data_path(stage, run_dir)
-    if any(d.kind == "teacher" for d in stage.deps):  # restricted to the teacher-correct subset
+    if stage.optional_input("teacher") is not None:  # restricted to the teacher-correct subset
         from ..teacher.stages import response_dirs
 
         spec["teacher_responses"] = response_dirs(stage.input("teacher").dir(run_dir))
     build(BuildConfig(out=str(stage.dir(run_dir) / "sets"), **spec), progress=False, overwrite=True)
 
 
-@stage_kind("teacher", help="teacher answers, explanations and summaries through the client (tracekd teacher)")
+def _describe_teacher(stage: Stage, run_dir: Path) -> str:
+    """The requests and tokens the teacher stage needs, and how many are cached."""
+    from ..teacher.stages import describe_teacher_stage
+
+    return describe_teacher_stage(stage, run_dir, data_path(stage, run_dir))
+
+
+@stage_kind("teacher", help="teacher answers, explanations and summaries through the client (tracekd teacher)",
+            describe=_describe_teacher)
 def _run_teacher(stage: Stage, run_dir: Path) -> None:
     from ..teacher.stages import run_teacher_stage
 
     run_teacher_stage(stage, run_dir, data_path(stage, run_dir))
 
 
-@stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)")
+def _train_tokens(stage: Stage, all_rows: dict) -> float:
+    """Tokens of the cell's train rows over all epochs, or max_steps' worth (~chars / 4)."""
+    settings = stage.spec["settings"]
+    rows = all_rows[(stage.spec["arm"], "train")]
+    rows = rows[: settings.get("max_examples") or len(rows)]
+    chars = sum(len(json.dumps(r["prompt"])) + len(json.dumps(r["completion"])) for r in rows)
+    tokens = chars / 4 * float(settings.get("num_train_epochs", 3))
+    if settings.get("max_steps"):
+        per_step = chars / 4 / max(1, len(rows)) * settings.get("per_device_train_batch_size", 4) \
+            * settings.get("gradient_accumulation_steps", 4)
+        tokens = min(tokens, per_step * settings["max_steps"])
+    return tokens
+
+
+def _generate_tokens(stage: Stage, all_rows: dict) -> float:
+    """Tokens the cell's test targets have (~chars / 4), x 1.2: what it writes if it learns the target length."""
+    rows = all_rows[(stage.spec["arm"], "test")]
+    return sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2
+
+
+@stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)", tokens=_train_tokens)
 def _run_train(stage: Stage, run_dir: Path) -> None:
     from ..train import train_from_settings
 
@@ -87,13 +123,14 @@ def _run_train(stage: Stage, run_dir: Path) -> None:
                         output_dir=stage.dir(run_dir) / "adapter")
 
 
-@stage_kind("generate", model=True, help="generations of one cell's adapter (tracekd generate)")
+@stage_kind("generate", model=True, help="generations of one cell's adapter (tracekd generate)",
+            tokens=_generate_tokens)
 def _run_generate(stage: Stage, run_dir: Path) -> None:
     from ..generate import generate_from_settings
 
-    trained = any(d.kind == "train" for d in stage.deps)  # the zero-shot baselines are not
+    train = stage.optional_input("train")  # the zero-shot baselines have none
     generate_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
-                           adapter=stage.input("train").dir(run_dir) / "adapter" if trained else None,
+                           adapter=train.dir(run_dir) / "adapter" if train is not None else None,
                            input_file=stage.input("build").dir(run_dir) / "sets" / stage.spec["arm"] / "test.jsonl",
                            output_file=stage.dir(run_dir) / "generations.jsonl")
 
@@ -152,28 +189,18 @@ def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
     else:
         import tempfile
 
-        from ..build import BuildConfig, build_rows, stratified_subset
-        from ..datasets import DATASETS
-        from ..traces.templates import get_template
+        from ..build import BuildConfig, render_sets
 
         with tempfile.TemporaryDirectory() as tmp:
             data = build.spec["data"]
-            synth = [d for d in build.deps if d.kind == "synth"]
-            if synth:
+            synth = build.optional_input("synth")
+            if synth is not None:
                 from ..synth import generate_into
 
                 data = Path(tmp) / "data"
-                generate_into(synth[0].spec, data)
-            cfg = BuildConfig(out=tmp, **{**build.spec, "data": str(data)})
-            spec = DATASETS.get(cfg.dataset)
-            splits = spec.load_splits(cfg.data, **cfg.options)
-            rows = {}
-            for split, examples in splits.items():
-                limit = {"train": cfg.max_train, "test": cfg.max_test}.get(split)
-                examples = stratified_subset(examples, limit, cfg.subset_seed)
-                by_arm = build_rows(examples, cfg.arms, spec.labels, cfg.seed,
-                                    get_template(cfg.template or spec.template), progress=False)[0]
-                rows.update({(arm, split): [r.to_dict() for r in rs] for arm, rs in by_arm.items()})
+                generate_into(synth.spec, data)
+            sets = render_sets(BuildConfig(out=tmp, **{**build.spec, "data": str(data)}))
+            rows = {(arm, split): [r.to_dict() for r in rs] for split, s in sets.items() for arm, rs in s.rows.items()}
     cache[build.key] = rows
     return rows
 
@@ -219,31 +246,19 @@ def stage_tokens(stage: Stage, run_dir: Path, cache: dict) -> float | None:
 
     None when the stage's data is not there to count.
     """
-    build = next((d for d in stage.deps if d.kind == "build"), None)
-    if stage.kind not in ("train", "generate") or build is None:
+    build = stage.optional_input("build")
+    count = STAGE_KINDS[stage.kind].tokens
+    if count is None or build is None:
         return None
     try:
-        all_rows = planned_rows(build, run_dir, cache)
+        return count(stage, planned_rows(build, run_dir, cache))
     except (OSError, TracekdError):
         return None
-    settings = stage.spec["settings"]
-    if stage.kind == "train":
-        rows = all_rows[(stage.spec["arm"], "train")]
-        rows = rows[: settings.get("max_examples") or len(rows)]
-        chars = sum(len(json.dumps(r["prompt"])) + len(json.dumps(r["completion"])) for r in rows)
-        tokens = chars / 4 * float(settings.get("num_train_epochs", 3))
-        if settings.get("max_steps"):
-            per_step = chars / 4 / max(1, len(rows)) * settings.get("per_device_train_batch_size", 4) \
-                * settings.get("gradient_accumulation_steps", 4)
-            tokens = min(tokens, per_step * settings["max_steps"])
-        return tokens
-    rows = all_rows[(stage.spec["arm"], "test")]
-    return sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2  # if it learns the target length
 
 
 def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cpu") -> tuple[float | None, str]:
     """(seconds or None, why) for a train or generate stage: its tokens / the measured throughput."""
-    if stage.kind not in ("train", "generate"):
+    if not is_model_stage(stage):
         return None, ""
     rate, source = throughput(stage.spec["student"], device, stage.kind)
     if rate is None:
@@ -288,7 +303,7 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
         elif s.kind == "build" and s.spec.get("data") in absent:
             state = "no data"
         est, why = (None, "")
-        if state != "cached" and s.kind in ("train", "generate"):
+        if state != "cached" and is_model_stage(s):
             dev = ("cuda" if config.executor.resources_for(s.kind).gpus else "cpu") if executor == "slurm" else device
             est, why = estimate_seconds(s, run_dir, cache, dev)
             sources[(s.spec["student"], s.kind, dev)] = why
@@ -296,7 +311,7 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
                 unknown += 1
             else:
                 total += est
-        row = [str(i), s.label, s.key, state, _fmt_minutes(est) if s.kind in ("train", "generate") else "",
+        row = [str(i), s.label, s.key, state, _fmt_minutes(est) if is_model_stage(s) else "",
                ",".join(str(index[d.dirname]) for d in s.deps) or "-"]
         if executor != "local":
             row.append(resources_summary(config.executor.resources_for(s.kind), executor))
@@ -314,10 +329,9 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
     for (student, kind, dev), why in sorted(sources.items()):
         lines.append(f"  {kind} throughput of {student} on {dev}: {why}")
     for s in stages:
-        if s.kind == "teacher" and not s.done(run_dir):  # requests and tokens the teacher stage needs, cached
-            from ..teacher.stages import describe_teacher_stage
-
-            lines.append(f"  {s.label}: " + describe_teacher_stage(s, run_dir, data_path(s, run_dir)))
+        describe = STAGE_KINDS[s.kind].describe
+        if describe is not None and not s.done(run_dir):
+            lines.append(f"  {s.label}: " + describe(s, run_dir))
     lines += missing
     return "\n".join(lines)
 
