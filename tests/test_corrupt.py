@@ -11,8 +11,8 @@ import pytest
 
 from tracekd.errors import ConfigError
 from tracekd.records import Decomposition, Example
-from tracekd.traces.corrupt import (ARMS, EVIDENCE_CASES, CannotCorrupt, Target, non_gold_lines, target_for,
-                                    wrong_evidence)
+from tracekd.traces.corrupt import (ALL_ARMS, ARM_MAKERS, ARMS, EVIDENCE_CASES, CannotCorrupt, Target,
+                                    non_gold_lines, target_for, wrong_evidence)
 from tracekd.traces.templates import get_template, render_completion, render_row
 
 LABELS = ("single-supporting-fact", "two-supporting-facts", "two-arg-relations", "counting", "lists-sets",
@@ -163,3 +163,10 @@ def test_every_arm_has_the_same_surface_format(name):
             assert m, (arm, text)
             listed = m.group(1)
             assert json.dumps(json.loads(listed), ensure_ascii=False) == listed  # one canonical list syntax
+
+
+def test_every_arm_is_registered_with_a_description():
+    assert tuple(ARM_MAKERS.names()) == ALL_ARMS
+    assert all(description for _, description in ARM_MAKERS.listing())
+    with pytest.raises(ConfigError, match="unknown arm 'teacher-trace'"):
+        target_for(story(0, 3, (0,)), "teacher-trace", LABELS, 0)  # teacher arms are made from teacher responses

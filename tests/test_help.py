@@ -16,6 +16,8 @@ from tracekd.config import add_command_arguments, config_from_args, load_config
 from tracekd.datasets import DATASETS
 from tracekd.generate.config import GenerateConfig
 from tracekd.score.answer import scorer_names
+from tracekd.score.steps import TRACE_DEFINITIONS
+from tracekd.students import BUILTINS
 from tracekd.traces.corrupt import ALL_ARMS
 from tracekd.traces.templates import template_names
 
@@ -50,7 +52,7 @@ def test_chat_template_kwargs_help_examples_work(cls, tmp_path):
     assert from_flag.chat_template_kwargs  # not empty: the example sets something
 
 
-def test_ls_lists_every_option_arm_template_and_scorer(capsys):
+def test_ls_lists_every_option_arm_template_scorer_trace_definition_and_student(capsys):
     assert main(["ls"]) == 0
     out = capsys.readouterr().out
     for name in DATASETS.names():
@@ -58,7 +60,7 @@ def test_ls_lists_every_option_arm_template_and_scorer(capsys):
             line = next((x for x in out.splitlines() if x.strip().startswith(f"{f.name} (")), None)
             assert line and "default " in line and f.metadata["help"] in line, (name, f.name)
     lines = out.splitlines()
-    for item in (*ALL_ARMS, *template_names(), *scorer_names()):
+    for item in (*ALL_ARMS, *template_names(), *scorer_names(), *TRACE_DEFINITIONS, *BUILTINS):
         line = next((x for x in lines if x.split() and x.split()[0] == item), None)
         assert line and len(line.split()) > 2, item  # a name and a description on one line
 

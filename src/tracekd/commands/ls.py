@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from ..score.answer import SCORERS
     from ..score.steps import TRACE_DEFINITIONS
     from ..students import BUILTINS
-    from ..traces.corrupt import ALL_ARMS, ARM_HELP
-    from ..traces.templates import get_template, template_names
+    from ..traces.corrupt import ARM_MAKERS
+    from ..traces.templates import shipped_templates
 
     paths = {}
     for item in args.data:
@@ -96,9 +96,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {line}")
     if args.dataset:
         return 0
-    listings = [("arms:", [(arm, ARM_HELP.get(arm, "")) for arm in ALL_ARMS]),
-                ("templates (--template NAME, or a YAML file):",
-                 [(t, get_template(t).description) for t in template_names()]),
+    listings = [("arms:", ARM_MAKERS.listing()),
+                ("templates (--template NAME, or a YAML file):", shipped_templates().listing()),
                 ("answer scorers (--scorer NAME):", sorted(SCORERS.listing())),
                 ("trace definitions (--trace-definition NAME):", TRACE_DEFINITIONS.listing()),
                 ("built-in students (a student is one of these, a local model folder or a Hugging Face id org/name):",

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError, TracekdError, did_you_mean
 from ..records import Decomposition, Example
+from ..registry import Registry
 from ..text import normalize_label, normalize_line
 
 ARMS = ("vanilla", "correct", "incorrect", "incorrect-class", "incorrect-evidence")
@@ -40,21 +41,6 @@ BASELINE_ARMS = ("zero-shot", "zero-shot-format")
 #: every arm a build can write: ARMS get their targets from :func:`target_for`, the others from tracekd.teacher
 ALL_ARMS = ARMS + TEACHER_ARMS + BASELINE_ARMS
 EVIDENCE_CASES = ("full", "fewer", "empty")
-#: one line per arm (`tracekd ls`)
-ARM_HELP = {
-    "vanilla": "no trace: the target is the gold answer alone",
-    "correct": "the gold class and gold evidence in the trace, then the gold answer",
-    "incorrect": "a wrong class and wrong evidence (seeded, verified wrong), then the gold answer",
-    "incorrect-class": "a wrong class with the gold evidence, then the gold answer",
-    "incorrect-evidence": "the gold class with wrong evidence, then the gold answer",
-    "teacher-trace": "the teacher's reasoning as the trace (teacher-correct items only; needs --teacher-responses)",
-    "teacher-summary": "a short summary of the teacher's reasoning as the trace (needs a summary response)",
-    "teacher-explanation": "the teacher's post-hoc explanation as the trace (needs an explanation response)",
-    "teacher-swapped": "another item's teacher reasoning (seeded derangement within each class) with this answer",
-    "teacher-trace-short": "the teacher's reasoning cut at a sentence to the length of the correct decomposed trace",
-    "zero-shot": "not trained: the base student with the method's prompt (reference: the gold answer)",
-    "zero-shot-format": "not trained: the base student shown one worked example of the trace format",
-}
 
 
 class CannotCorrupt(TracekdError):
@@ -138,17 +124,57 @@ def wrong_evidence(example: Example, seed: int) -> tuple[tuple[int, ...], str]:
     return tuple(sorted(rng.sample(pool, k))), case
 
 
+def _vanilla(example: Example, labels, seed: int) -> Target:
+    return Target(None)
+
+
+def _correct(example: Example, labels, seed: int) -> Target:
+    return Target(example.gold)
+
+
+def _incorrect(example: Example, labels, seed: int) -> Target:
+    label = wrong_label(example, labels, seed)
+    evidence, case = wrong_evidence(example, seed)
+    return Target(Decomposition(label, evidence), case)
+
+
+def _incorrect_class(example: Example, labels, seed: int) -> Target:
+    return Target(Decomposition(wrong_label(example, labels, seed), example.gold.evidence))
+
+
+def _incorrect_evidence(example: Example, labels, seed: int) -> Target:
+    evidence, case = wrong_evidence(example, seed)
+    return Target(Decomposition(example.gold.label, evidence), case)
+
+
+#: arm -> what makes its targets (for ARMS, ``(example, labels, seed) -> Target``; the teacher arms and
+#: baselines are made by :class:`tracekd.teacher.arms.ExtraArms`) and its one line for `tracekd ls`
+ARM_MAKERS: Registry = Registry("arm")
+ARM_MAKERS.add("vanilla", _vanilla, "no trace: the target is the gold answer alone")
+ARM_MAKERS.add("correct", _correct, "the gold class and gold evidence in the trace, then the gold answer")
+ARM_MAKERS.add("incorrect", _incorrect,
+               "a wrong class and wrong evidence (seeded, verified wrong), then the gold answer")
+ARM_MAKERS.add("incorrect-class", _incorrect_class, "a wrong class with the gold evidence, then the gold answer")
+ARM_MAKERS.add("incorrect-evidence", _incorrect_evidence, "the gold class with wrong evidence, then the gold answer")
+_EXTRA = "tracekd.teacher.arms:ExtraArms"
+ARM_MAKERS.add("teacher-trace", _EXTRA,
+               "the teacher's reasoning as the trace (teacher-correct items only; needs --teacher-responses)")
+ARM_MAKERS.add("teacher-summary", _EXTRA,
+               "a short summary of the teacher's reasoning as the trace (needs a summary response)")
+ARM_MAKERS.add("teacher-explanation", _EXTRA,
+               "the teacher's post-hoc explanation as the trace (needs an explanation response)")
+ARM_MAKERS.add("teacher-swapped", _EXTRA,
+               "another item's teacher reasoning (seeded derangement within each class) with this answer")
+ARM_MAKERS.add("teacher-trace-short", _EXTRA,
+               "the teacher's reasoning cut at a sentence to the length of the correct decomposed trace")
+ARM_MAKERS.add("zero-shot", _EXTRA,
+               "not trained: the base student with the method's prompt (reference: the gold answer)")
+ARM_MAKERS.add("zero-shot-format", _EXTRA,
+               "not trained: the base student shown one worked example of the trace format")
+
+
 def target_for(example: Example, arm: str, labels, seed: int) -> Target:
     """The target of ``arm`` for ``example``; raises :class:`CannotCorrupt` when a wrong value is impossible."""
     if arm not in ARMS:
         raise ConfigError(did_you_mean(arm, ARMS, "arm"))
-    gold = example.gold
-    if arm == "vanilla":
-        return Target(None)
-    if arm == "correct":
-        return Target(gold)
-    label = wrong_label(example, labels, seed) if arm in ("incorrect", "incorrect-class") else gold.label
-    if arm == "incorrect-class":
-        return Target(Decomposition(label, gold.evidence))
-    evidence, case = wrong_evidence(example, seed)
-    return Target(Decomposition(label, evidence), case)
+    return ARM_MAKERS.get(arm)(example, labels, seed)

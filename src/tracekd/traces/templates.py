@@ -32,6 +32,7 @@ import yaml
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ..records import Decomposition, Example, Message, SFTRow
+from ..registry import Registry
 
 if TYPE_CHECKING:
     from .corrupt import Target
@@ -140,17 +141,23 @@ def _load_yaml(text: str, source: str) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _package_templates() -> dict[str, Template]:
-    out: dict[str, Template] = {}
+def shipped_templates() -> Registry[Template]:
+    """The templates shipped with tracekd (``tracekd/templates/*.yaml``), read on first use.
+
+    >>> shipped_templates().listing()[0]
+    ('reference-cotemp', "the method's CoTemp trace: temporal relation sentence, then the facts needed")
+    """
+    templates: Registry[Template] = Registry("template")
     for filename in _PACKAGE_FILES:
         source = f"tracekd/templates/{filename}"
         text = resources.files("tracekd").joinpath("templates", filename).read_text(encoding="utf-8")
         data = _load_yaml(text, source)
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: must be a mapping of template name -> template")
-        for name, raw in data.items():
-            out[str(name)] = _make(str(name), raw, source)
-    return out
+        for name, raw in sorted(data.items()):
+            template = _make(str(name), raw, source)
+            templates.add(template.name, template, template.description)
+    return templates
 
 
 def template_names() -> list[str]:
@@ -159,7 +166,7 @@ def template_names() -> list[str]:
     >>> template_names()
     ['reference-cotemp', 'reference-qa']
     """
-    return sorted(_package_templates())
+    return sorted(shipped_templates())
 
 
 def load_template_file(path: str | Path) -> Template:
@@ -195,12 +202,10 @@ def get_template(name: str | Template) -> Template:
     """
     if isinstance(name, Template):
         return name
-    templates = _package_templates()
-    if name in templates:
-        return templates[name]
-    if Path(name).suffix.lower() in (".yaml", ".yml") or Path(name).is_file():
+    templates = shipped_templates()
+    if name not in templates and (Path(name).suffix.lower() in (".yaml", ".yml") or Path(name).is_file()):
         return load_template_file(name)
-    raise ConfigError(did_you_mean(name, templates, "template"))
+    return templates.get(name)
 
 
 # --- rendering -------------------------------------------------------------------------------------
