@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import __version__
+from ..fingerprint import Fingerprint
 from ..io import sha256_text, sha256_tree
 from ..traces.corrupt import BASELINE_ARMS
 from .config import DatasetEntry, ExperimentConfig
@@ -81,9 +82,8 @@ def stage_key(kind: str, spec: dict, deps: list[Stage], inputs: dict[str, str] |
     >>> stage_key("build", {"a": 1}, []) == stage_key("build", {"a": 2}, [])
     False
     """
-    blob = json.dumps({"kind": kind, "spec": spec, "deps": [d.key for d in deps], "inputs": inputs or {},
-                       "version": __version__}, sort_keys=True, ensure_ascii=False)
-    return sha256_text(blob)[:12]
+    return Fingerprint({"kind": kind, "spec": spec, "deps": [d.key for d in deps], "inputs": inputs or {},
+                        "version": __version__}).key()
 
 
 def _data_stage(entry: DatasetEntry) -> tuple[Stage | None, dict]:
