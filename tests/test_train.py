@@ -289,8 +289,8 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     cal = m["resolved"]["calibration"]
     assert m["resolved"]["precision_source"] == "measured"
     assert cal["fp32_tokens_per_s"] > 0 and cal["bf16_tokens_per_s"] > 0
-    assert m["resolved"]["precision"] == cal["precision"] == calibration.choose_precision(
-        cal["fp32_tokens_per_s"], cal["bf16_tokens_per_s"])[0]
+    assert len(cal["bf16_speedups"]) >= 2  # paired timings, decided by their median and the every-pair rule
+    assert m["resolved"]["precision"] == cal["precision"] == calibration.decide_from_speedups(cal["bf16_speedups"])[0]
     assert cal["seconds"] > 0 and cal["torch_version"] == m["versions"]["torch"]
     cached = calibration.measured("tiny-random", "cpu")
     assert cached is not None and cached.to_dict() == cal
@@ -320,6 +320,45 @@ def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
     assert decide_precision("auto", "cpu", cpu_measured=got) == chosen
     assert decide_precision("fp32", "cpu", cpu_measured=got) == "fp32"
     assert decide_precision("auto", "cpu") == "fp32"  # nothing measured: the exact format
+
+
+@pytest.mark.parametrize(("fp32_s", "bf16_s", "chosen"), [
+    ([1.0, 1.0, 1.0], [0.5, 0.55, 0.45], "bf16"),       # AMX: bf16 about 2x faster in every pair
+    ([0.1, 0.1, 0.1], [1.0, 1.1, 0.9], "fp32"),         # a CPU without a fast bf16 path: 10x slower
+    ([1.0, 1.0, 1.0], [0.95, 0.93, 0.97], "fp32"),      # within the margin: a tie keeps the exact format
+    ([1.0, 1.0, 1.0], [0.7, 1.2, 0.7], "fp32"),         # median 1.43x but float32 won one pair: a tie
+    ([1.0, 3.0, 1.0], [0.6, 0.6, 0.6], "bf16"),         # one pair disturbed (fp32 slowed down): the median holds
+    ([1.0, 1.0, 1.0, 1.0], [0.8, 0.8, 0.8, 0.99], "bf16"),  # even count: median of the middle two
+    ([1.0, 1.0], [0.92, 0.9], "fp32"),                  # 1.09x and 1.11x: median 1.10x minus rounding < margin
+])
+def test_precision_decision_from_paired_timings(fp32_s, bf16_s, chosen):
+    """The decision is a pure function of the paired wall times: median speed-up >= margin and bf16 won every pair."""
+    from tracekd.train.calibration import BF16_MARGIN, decide_from_speedups, decide_from_timings
+
+    got, reason, speedups = decide_from_timings(fp32_s, bf16_s)
+    assert got == chosen, reason
+    assert speedups == pytest.approx([a / b for a, b in zip(fp32_s, bf16_s)])
+    assert decide_from_speedups(speedups) == (got, reason)
+    assert decide_from_timings(fp32_s, bf16_s, margin=100.0)[0] == "fp32"
+    # the same timings scaled by machine load (every pass 3x slower) decide the same
+    assert decide_from_timings([3 * x for x in fp32_s], [3 * x for x in bf16_s])[0] == got
+    assert BF16_MARGIN > 1.0
+    with pytest.raises(ValueError):
+        decide_from_timings([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError):
+        decide_from_timings([1.0], [0.0])
+
+
+def test_time_pairs_alternates_the_order_and_stops_at_the_budget():
+    from tracekd.train.calibration import time_pairs
+
+    calls: list[str] = []
+    times = time_pairs({"fp32": lambda: calls.append("fp32"), "bf16": lambda: calls.append("bf16")}, pairs=3)
+    assert calls == ["fp32", "bf16", "fp32", "bf16", "bf16", "fp32", "fp32", "bf16"]  # warm-ups, then ABBA...
+    assert len(times["fp32"]) == len(times["bf16"]) == 3 and min(times["fp32"] + times["bf16"]) >= 0
+    calls.clear()
+    time_pairs({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, pairs=10, budget_s=0.0)
+    assert len(calls) == 2 + 2 * 2  # the budget is spent: only the 2 pairs always timed
 
 
 def test_calibration_cache_is_keyed_by_machine_torch_and_student(tmp_path, monkeypatch):
@@ -384,6 +423,61 @@ def test_lm_head_on_completion_positions_equals_full_loss_and_gradients():
         assert g_full.keys() == g_ours.keys() and len(g_full) == 12  # 2 layers x 3 modules x A, B
         for name in g_full:
             torch.testing.assert_close(g_ours[name], g_full[name], rtol=1e-5, atol=1e-7)
+
+
+def test_micro_batches_by_length_equal_the_padded_step_loss_and_gradients():
+    """A step's rows regrouped by length: less padding, same rows, same loss and LoRA gradients as the drawn batches."""
+    import torch
+
+    from tracekd.train.batch import regroup_step
+    from tracekd.train.loss import completion_loss
+    from tracekd.train.run import _collator
+
+    model = _lora_tiny()
+    gen = torch.Generator().manual_seed(3)
+    features = []
+    for i, n in enumerate([9, 30, 12, 28, 10, 31, 11, 29]):
+        ids = torch.randint(1, 1000, (n,), generator=gen).tolist()
+        features.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:], "row_index": i})
+    collate = _collator(0)
+    drawn = [collate(features[k:k + 2]) for k in range(0, 8, 2)]  # as the sampler drew them: mixed lengths
+    grouped = regroup_step(drawn, features, collate)
+    assert sorted(i for b in grouped for i in b["row_index"].tolist()) == list(range(8))
+    assert [len(b["row_index"]) for b in grouped] == [2, 2, 2, 2]
+    assert [b["row_index"].tolist() for b in grouped] == [[5, 1], [7, 3], [2, 6], [4, 0]]  # longest first
+    padded = sum(b["input_ids"].numel() for b in drawn)
+    assert sum(b["input_ids"].numel() for b in grouped) < padded
+    n_items = sum(int(b["labels"][:, 1:].ne(-100).sum()) for b in drawn)  # the step's completion tokens
+
+    def step(batches):
+        model.zero_grad(set_to_none=True)
+        total = torch.zeros(())
+        for b in batches:
+            loss = completion_loss(model, {k: v for k, v in b.items() if k != "row_index"}, n_items)
+            loss.backward()
+            total += loss.detach()
+        return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    loss_drawn, g_drawn = step(drawn)
+    loss_grouped, g_grouped = step(grouped)
+    torch.testing.assert_close(loss_grouped, loss_drawn, rtol=1e-6, atol=1e-6)
+    assert g_drawn.keys() == g_grouped.keys() and g_drawn
+    for name in g_drawn:
+        torch.testing.assert_close(g_grouped[name], g_drawn[name], rtol=1e-5, atol=1e-7)
+
+
+def test_training_with_micro_batches_by_length_keeps_steps_rows_and_loss_curve(rows_file, tmp_path):
+    common = dict(max_steps=2, lora_dropout=0.0, per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                  max_memory="off")
+    grouped = train(tiny(rows_file, tmp_path / "grouped", **common), log=lambda *_: None)
+    drawn = train(tiny(rows_file, tmp_path / "drawn", micro_batches_by_length=False, **common), log=lambda *_: None)
+    lg, ld = log_lines(grouped), log_lines(drawn)
+    assert [sorted(r["ids"]) for r in lg] == [sorted(r["ids"]) for r in ld] and len(lg) == 2  # the same rows per step
+    assert [r["ids"] for r in lg] != [r["ids"] for r in ld]  # ... in other micro-batches
+    for a, b in zip(lg, ld, strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4, abs=1e-5) and a["tokens_seen"] == b["tokens_seen"]
+    mg = json.loads((grouped / "manifest.json").read_text())
+    assert mg["config"]["micro_batches_by_length"] is True
 
 
 def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file, tmp_path):

@@ -5,6 +5,10 @@ A recipe's batch is ``per_device_train_batch_size x gradient_accumulation_steps`
 per-device x accumulation x N rows, so the same recipe would silently train on N times the batch
 (and take N times fewer steps). tracekd keeps the recipe's global batch by dividing the
 accumulation by N, and refuses, with the arithmetic, when it does not divide.
+
+Within one optimizer step, the rows drawn for it are regrouped into micro-batches of similar length
+(:func:`regroup_step`): less padding, the same rows per step, the same loss. Rows never move to
+another step.
 """
 
 from __future__ import annotations
@@ -61,3 +65,43 @@ def keep_global_batch(per_device: int, accumulation: int, world_size: int) -> Ba
             f"gradient_accumulation_steps so that their product stays {target} and the accumulation divides by "
             f"{world_size}")
     return BatchPlan(per_device, accumulation // world_size, world_size, accumulation)
+
+
+def by_length(rows: list[int], lengths, sizes: list[int]) -> list[list[int]]:
+    """The rows of one optimizer step split into micro-batches of ``sizes``, rows of similar length together.
+
+    The step keeps exactly its rows (only which micro-batch a row is in changes, and the loss is
+    normalised over the whole step), so the gradient is the same while padding shrinks. Longest
+    first; ties keep the drawn order, so the result is deterministic.
+
+    >>> by_length([7, 3, 5, 1], {7: 10, 3: 200, 5: 12, 1: 190}, [2, 2])
+    [[3, 1], [5, 7]]
+    >>> by_length([0, 1, 2], [5, 9, 5], [2, 1])
+    [[1, 0], [2]]
+    """
+    if sum(sizes) != len(rows):
+        raise ValueError(f"micro-batch sizes {sizes} do not add up to the step's {len(rows)} rows")
+    order = sorted(rows, key=lambda i: -lengths[i])
+    out, k = [], 0
+    for n in sizes:
+        out.append(order[k:k + n])
+        k += n
+    return out
+
+
+def regroup_step(batches: list[dict], features: list[dict], collate) -> list[dict]:
+    """Re-collate one optimizer step's micro-batches (each with ``row_index``) by :func:`by_length`.
+
+    ``features[i]`` is row ``i`` as the collator takes it; tensors land on the device the batches were on.
+    """
+    if not batches or any("row_index" not in b for b in batches):
+        return batches
+    sizes = [len(b["row_index"]) for b in batches]
+    rows = [i for b in batches for i in b["row_index"].tolist()]
+    lengths = {i: len(features[i]["input_ids"]) for i in rows}
+    device = batches[0]["input_ids"].device
+    out = []
+    for group in by_length(rows, lengths, sizes):
+        batch = collate([features[i] for i in group])
+        out.append({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()})
+    return out

@@ -3,10 +3,12 @@
 Whether bf16 pays off on a CPU depends on the chip (AMX tiles, AVX512-BF16 or neither), the PyTorch
 build and the model's shapes; machines of this project's kind differ (bf16 was 4.5x faster for a
 matmul on one, 10x slower for a training step on another). So ``precision: auto`` on CPU measures:
-a few forward+backward passes of the student on a representative batch in each format
-(interleaved, best of the repeats), and picks bf16 only when it is clearly faster
-(:data:`BF16_MARGIN`). The result is cached per (CPU model, CPU flags, torch version, threads,
-student) in ``$TRACEKD_CACHE/calibration/``; another machine or torch build measures again.
+a few forward+backward passes of the already-loaded student (with its LoRA adapter and training's own
+loss) on a short batch of the data's median length, in pairs (fp32 then bf16, then bf16 then fp32, ...),
+and picks bf16 only when it is clearly and consistently faster (:func:`decide_from_timings`: the
+median of the per-pair speed-ups at least :data:`BF16_MARGIN`, and no pair where float32 won; a tie
+keeps float32, the exact reference). The result is cached per (CPU model, CPU flags, torch version,
+threads, student) in ``$TRACEKD_CACHE/calibration/``; another machine or torch build measures again.
 
 ``measured(student, device)`` reads that cache without importing torch (dry-run estimates use it);
 ``calibrate_training`` / ``calibrate_generation`` run the measurement and write the cache.
@@ -30,6 +32,12 @@ BF16_MARGIN = 1.10
 
 #: bump when what is measured changes (old cache entries are then ignored)
 CALIBRATION_VERSION = 1
+#: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
+#: change here leaves generation's cached calibrations valid
+TRAIN_PROBE_VERSION = 2
+#: timed (fp32, bf16) pairs of the training probe, after one warm-up pass each, and the wall-time budget
+#: after which no further pair starts (at least 2 pairs always run)
+TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 1.2
 
 KINDS = ("train", "generate")
 
@@ -54,6 +62,8 @@ class Calibration:
     measured_at: str = field(metadata={"help": "UTC time of the measurement (ISO 8601)"})
     outputs_identical: bool | None = field(default=None, metadata={
         "help": "generate only: greedy outputs of bf16 equal float32's on the probe prompts"})
+    bf16_speedups: list = field(default_factory=list, metadata={
+        "help": "train only: fp32 seconds / bf16 seconds of each timed pair (the decision uses their median)"})
     version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
 
     @property
@@ -96,6 +106,57 @@ def choose_precision(fp32_tokens_per_s: float, bf16_tokens_per_s: float, *, outp
     if outputs_identical is False:
         return "fp32", f"bf16 {ratio:.2f}x faster but greedy outputs differ from fp32; fp32 kept"
     return "bf16", f"bf16 {ratio:.2f}x faster than fp32 (measured)"
+
+
+def decide_from_timings(fp32_s: list[float], bf16_s: list[float], *, margin: float = BF16_MARGIN) \
+        -> tuple[str, str, list[float]]:
+    """The training format from paired wall times (``fp32_s[i]`` and ``bf16_s[i]`` timed back to back).
+
+    bf16 is chosen only when the median of the per-pair speed-ups (fp32 time / bf16 time) is at
+    least ``margin`` **and** bf16 won every pair; anything else is a tie and keeps float32 (the exact
+    reference). Pairing cancels slow drifts of the machine's load, the median ignores one disturbed
+    pair, and the every-pair rule keeps a noisy near-tie from flipping the choice between runs.
+    Returns (format, reason, per-pair speed-ups).
+
+    >>> decide_from_timings([1.0, 1.0, 1.0], [0.5, 0.52, 0.48])[:2]
+    ('bf16', 'bf16 2.00x faster than fp32 (median of 3 paired timings, measured)')
+    >>> decide_from_timings([1.0, 1.0, 1.0], [0.8, 1.05, 0.8])[:2]     # one pair lost: a tie, fp32 kept
+    ('fp32', 'bf16 1.25x of fp32 (median of 3 paired timings) but slower in 1 of them; fp32 kept')
+    >>> decide_from_timings([1.0, 1.0], [1.0, 0.95])[0]                # within the margin
+    'fp32'
+    >>> decide_from_timings([0.1, 0.1, 0.1], [1.0, 1.0, 1.0])[1]       # bf16 10x slower
+    'bf16 0.10x of fp32 (median of 3 paired timings, measured); fp32 kept'
+    """
+    if not fp32_s or len(fp32_s) != len(bf16_s):
+        raise ValueError(f"need the same number (>= 1) of fp32 and bf16 timings, got {len(fp32_s)} and {len(bf16_s)}")
+    if min(fp32_s) <= 0 or min(bf16_s) <= 0:
+        raise ValueError("timings must be > 0 s")
+    speedups = [a / b for a, b in zip(fp32_s, bf16_s)]
+    return (*decide_from_speedups(speedups, margin=margin), speedups)
+
+
+def decide_from_speedups(speedups: list[float], *, margin: float = BF16_MARGIN) -> tuple[str, str]:
+    """:func:`decide_from_timings` given the per-pair speed-ups (a calibration's ``bf16_speedups``).
+
+    >>> decide_from_speedups([1.3, 1.0, 1.4])[0]     # a pair without a bf16 win is a tie
+    'fp32'
+    >>> decide_from_speedups([1.3, 1.2, 1.4, 1.15])
+    ('bf16', 'bf16 1.25x faster than fp32 (median of 4 paired timings, measured)')
+    """
+    if not speedups:
+        raise ValueError("need at least one paired timing")
+    median, n = _median(speedups), len(speedups)
+    lost = sum(r <= 1.0 for r in speedups)
+    if median < margin:
+        return "fp32", f"bf16 {median:.2f}x of fp32 (median of {n} paired timings, measured); fp32 kept"
+    if lost:
+        return "fp32", f"bf16 {median:.2f}x of fp32 (median of {n} paired timings) but slower in {lost} of them; fp32 kept"
+    return "bf16", f"bf16 {median:.2f}x faster than fp32 (median of {n} paired timings, measured)"
+
+
+def _median(xs: list[float]) -> float:
+    o = sorted(xs)
+    return o[len(o) // 2] if len(o) % 2 else (o[len(o) // 2 - 1] + o[len(o) // 2]) / 2
 
 
 # --------------------------------------------------------------------------- machine identity (no torch import)
@@ -156,6 +217,8 @@ def cache_path(student: str, device: str, kind: str = "train", *, threads: int |
     threads = threads or default_threads()
     key = "|".join([str(CALIBRATION_VERSION), ident["cpu_model"], ident["cpu_flags_digest"], tv, str(threads),
                     student, device, kind])
+    if kind == "train":
+        key += f"|probe{TRAIN_PROBE_VERSION}"
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
     return cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
@@ -194,27 +257,31 @@ def _store(cal: Calibration) -> None:
 # --------------------------------------------------------------------------- measuring
 
 
-def time_interleaved(runs: dict[str, Callable[[], None]], *, repeats: int = 2, budget_s: float = 1.0) -> dict[str, float]:
-    """Best wall time of each callable, run in turns (one warm-up each), stopping at ``budget_s``.
+def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
+               min_pairs: int = 2) -> dict[str, list[float]]:
+    """Wall times of each callable, timed in rounds after one warm-up each; the order alternates every round.
 
-    Interleaving makes both formats see the same machine load; the minimum over repeats is the
-    least disturbed figure.
+    Round 0 runs a then b, round 1 b then a, ... so a drift of the machine's load hits both alike.
+    No new round starts once ``budget_s`` has passed (counted from the first warm-up) and ``min_pairs``
+    rounds are done. Returns each callable's times, round by round.
 
-    >>> sorted(time_interleaved({"a": lambda: None, "b": lambda: None}, repeats=1))
-    ['a', 'b']
+    >>> t = time_pairs({"a": lambda: None, "b": lambda: None}, pairs=3)
+    >>> sorted(t), len(t["a"]), len(t["b"])
+    (['a', 'b'], 3, 3)
     """
-    best = {name: float("inf") for name in runs}
-    for fn in runs.values():  # warm-up: kernels, allocator, autocast caches
-        fn()
+    names = list(runs)
+    times: dict[str, list[float]] = {name: [] for name in names}
     t_end = time.monotonic() + budget_s
-    for i in range(repeats):
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-        if time.monotonic() > t_end:
+    for fn in runs.values():  # warm-up: kernels, oneDNN primitives, allocator
+        fn()
+    for i in range(pairs):
+        if i >= min_pairs and time.monotonic() > t_end:
             break
-    return best
+        for name in (names if i % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            runs[name]()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def probe_batch(lengths: list[int], *, max_tokens: int = 96, max_rows: int = 2) -> tuple[int, int]:
@@ -240,11 +307,17 @@ def _now() -> str:
 
 
 def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: int | None = None,
-                       refresh: bool = False, seed: int = 0, repeats: int = 2) -> Calibration:
-    """Measure forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
+                       refresh: bool = False, seed: int = 0, loss: Callable | None = None,
+                       pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S) -> Calibration:
+    """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
 
-    ``lengths`` are the token counts of the rows to be trained (the probe batch has their median
-    length). Uses the cache unless ``refresh``. Gradients made here are cleared afterwards.
+    The already-loaded training model is measured (no second load). ``lengths`` are the token counts
+    of the rows to be trained (the probe batch has their median length, capped, see
+    :func:`probe_batch`); ``loss(model, inputs)`` is training's loss (default: the model's own), so
+    the probe does the work a training step does. One warm-up pass each, then up to ``pairs``
+    paired timings within ``budget_s`` (:func:`time_pairs`), decided by :func:`decide_from_timings`.
+    Uses the cache unless ``refresh``; gradients made here are cleared afterwards, and the random
+    stream training draws from is left as it was. ``seconds`` is the wall time of the measurement.
     """
     import torch
 
@@ -258,31 +331,35 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
     ids = torch.randint(0, vocab, (rows, length), generator=gen)
     labels = ids.clone()
     labels[:, : length // 2] = -100  # completion-only loss, as in training
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    loss_fn = loss or (lambda m, batch: m(**batch).loss)
     was_training = model.training
     model.train()
 
     def step(bf16: bool) -> Callable[[], None]:
         def run() -> None:
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = model(input_ids=ids, labels=labels).loss
-            loss.backward()
+                value = loss_fn(model, inputs)
+            value.backward()
+            model.zero_grad(set_to_none=True)
         return run
 
     try:
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
-            best = time_interleaved({"fp32": step(False), "bf16": step(True)}, repeats=repeats)
+            times = time_pairs({"fp32": step(False), "bf16": step(True)}, pairs=pairs, budget_s=budget_s)
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     tokens = rows * length
-    fp32, bf16 = tokens / best["fp32"], tokens / best["bf16"]
-    prec, reason = choose_precision(fp32, bf16)
+    prec, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
+    fp32, bf16 = tokens / _median(times["fp32"]), tokens / _median(times["bf16"])
     ident = cpu_identity()
     cal = Calibration(student=student, device="cpu", kind="train", precision=prec,
                       fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
                       tokens_per_pass=tokens, seconds=round(time.monotonic() - t0, 3),
                       cpu_model=ident["cpu_model"], cpu_flags_digest=ident["cpu_flags_digest"], threads=threads,
-                      torch_version=torch_version() or str(torch.__version__), measured_at=_now())
+                      torch_version=torch_version() or str(torch.__version__), measured_at=_now(),
+                      bf16_speedups=[round(r, 4) for r in speedups])
     _store(cal)
     return cal
 
@@ -316,9 +393,11 @@ def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], stu
 def explain() -> str:
     """How ``precision: auto`` decides (for ``tracekd train --explain``)."""
     return ("precision auto: on a CUDA GPU bf16 where supported, else fp16. On CPU it is measured, not guessed: "
-            "a few forward+backward passes of the actual student on a batch of the data's median length, in "
-            "float32 and under bf16 autocast (interleaved, best of the repeats, ~1-2 s); bf16 is used only when "
-            f"it is at least {BF16_MARGIN:.2f}x faster. The result is cached per CPU model, CPU flags, torch "
+            "a few forward+backward passes of the already-loaded student with training's loss on a short batch of "
+            "the data's median length, in float32 and under bf16 autocast (one warm-up each, then up to "
+            f"{TRAIN_PAIRS} back-to-back pairs, about a second; its wall time is printed and recorded); bf16 is "
+            f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
+            "pair, otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
             "version, threads and student in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
             "(resolved.calibration) and in calibration.json beside the adapter (a resumed run keeps it). "
             "`tracekd generate` on CPU decides the same way, and keeps bf16 only when its greedy outputs equal "

@@ -83,6 +83,10 @@ class TrainConfig:
                 "(LM head only on completion positions: same loss and gradients, far smaller logits), model (the "
                 "model's own full-logits cross-entropy), trl (TRL's fused LM-head loss)",
         "choices": ["auto", "completion-head", "model", "trl"]})
+    micro_batches_by_length: bool = field(default=True, metadata={
+        "help": "within each optimizer step, put rows of similar length in the same micro-batch (less padding); "
+                "the step keeps exactly its rows and its loss (normalised over the whole step), rows never move "
+                "to another step; the dropout masks drawn differ"})
     seed: int = field(default=42, metadata={"help": "seed of the subset, LoRA init, data order and dropout"})
     save_steps: int = field(default=50, metadata={"help": "write a checkpoint every this many optimizer steps"})
     save_total_limit: int = field(default=2, metadata={"help": "checkpoints kept (oldest deleted)"})

@@ -104,7 +104,8 @@ def _check_resume(cfg: TrainConfig, out: Path) -> str | None:
     if saved_path.exists():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
         now = to_dict(cfg)
-        diff = [k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k]]
+        # a setting missing from the saved file is newer than that run: not a difference
+        diff = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
         if diff:
             details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
             raise ConfigError(f"--resume with different settings than the run in {out} ({details}); "
@@ -121,7 +122,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
     write_text(path, "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in keep))
 
 
-def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False):
+def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False, by_length: bool = False):
     """SFTTrainer that records which rows made each optimizer step and logs every step to JSONL.
 
     With ``plain_loss`` the loss is the model's own cross-entropy on the (completion-only) labels,
@@ -129,6 +130,8 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
     that kernel falls back to a PyTorch loop that made smollm2-135m steps 2.3x slower here, for
     the same loss values. With ``head_on_completion`` too, the LM head runs only on the positions
     that carry a loss (:mod:`.loss`): same value and gradients, a fraction of the logits' memory.
+    With ``by_length`` each optimizer step's rows are regrouped into micro-batches of similar length
+    (:func:`.batch.regroup_step`; needs ``tracekd_features``).
     """
     from accelerate.utils import gather_object
     from transformers import Trainer
@@ -138,6 +141,15 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
         tracekd_log: JsonlAppender | None = None
         tracekd_ids: list[str] = []
         tracekd_row_ids: list[str] = []
+        tracekd_features: list[dict] = []
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            if by_length and self.tracekd_features:
+                from .batch import regroup_step
+
+                batches = regroup_step(batches, self.tracekd_features, self.data_collator)
+            return batches, num_items
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if head_on_completion and not return_outputs and "labels" in inputs:
@@ -283,9 +295,14 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
     return model, targets
 
 
-def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized]):
-    """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes)."""
+def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized],
+                 head_on_completion: bool = False):
+    """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes).
+
+    The probe uses training's loss (the LM head on completion positions when training does).
+    """
     from .calibration import Calibration, calibrate_training
+    from .loss import completion_loss
 
     path = out / "calibration.json"
     if last_ckpt is not None and path.is_file():
@@ -293,7 +310,8 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
             return Calibration(**json.loads(path.read_text(encoding="utf-8")))
         except (TypeError, ValueError):
             pass
-    cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept])
+    cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept],
+                             loss=completion_loss if head_on_completion else None)
     if _main_process():
         write_json(path, cal.to_dict())
     return cal
@@ -408,7 +426,9 @@ def train(config: TrainConfig, *, log=print) -> Path:
     last_ckpt = _check_resume(cfg, out)
     if cfg.resume and (out / "manifest.json").exists():
         done = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        if done.get("config") == to_dict(cfg) | {"resume": done.get("config", {}).get("resume")}:
+        saved = done.get("config") or {}
+        now = to_dict(cfg) | {"resume": saved.get("resume")}  # settings newer than that run are not compared
+        if saved and all(k in now and now[k] == v for k, v in saved.items()):
             log(f"{out} is already trained with these settings; nothing to do")
             return out
     if main:
@@ -446,10 +466,13 @@ def train(config: TrainConfig, *, log=print) -> Path:
     trainable, total = model.get_nb_trainable_parameters()
     cal = None
     if dev == "cpu" and cfg.precision == "auto":
-        cal = _calibration(out, last_ckpt, model, cfg.student, kept)
+        from .loss import supports
+
+        cal = _calibration(out, last_ckpt, model, cfg.student, kept, head_on_completion and supports(model))
         prec = hardware.precision(cfg.precision, dev, cpu_measured=cal.precision)
         log(f"precision auto: {prec} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
-            f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model})")
+            f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
+            f"{cal.seconds:.2f} s)")
 
     dataset = Dataset.from_dict({
         "input_ids": [t.input_ids for t in kept],
@@ -466,10 +489,12 @@ def train(config: TrainConfig, *, log=print) -> Path:
             raise ConfigError(f"loss_implementation completion-head does not support student {cfg.student!r} "
                               "(logit soft-capping/scaling or an unusual layout); use auto or model")
         head_on_completion = False
-    Trainer = _make_trainer_class(plain_loss, head_on_completion)
+    Trainer = _make_trainer_class(plain_loss, head_on_completion, cfg.micro_batches_by_length)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                       data_collator=_collator(tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
+    trainer.tracekd_features = [{"input_ids": t.input_ids, "labels": t.labels, "row_index": i}
+                                for i, t in enumerate(kept)]
     trainer.tracekd_ids = []
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
