@@ -24,7 +24,7 @@ EXPERIMENTS = sorted(ROOT.glob("configs/experiments/*.yaml")) + sorted(ROOT.glob
 def test_experiment_recipes(path):
     assert path.read_text().startswith("# tracekd "), "the header must be the exact command"
     config = load_experiment(path)
-    load_config(TrainConfig, {"train_file": "x", "output_dir": "y", **config.train})
-    load_config(GenerateConfig, {"input_file": "x", "output_file": "y", **config.generate})
+    load_config(TrainConfig, {"train_file": "x", "output_dir": "y", **config.stage_settings("train")})
+    load_config(GenerateConfig, {"input_file": "x", "output_file": "y", **config.stage_settings("generate")})
     assert make_plan(config)
 

@@ -117,9 +117,13 @@ def test_config_typos_are_errors_with_did_you_mean(tmp_path):
     data["arms"] = ["vanilla", "correct"]
     data["train"] = {**data["train"], "learning_rat": 0.1}
     bad.write_text(yaml.safe_dump(data))
-    with pytest.raises(ConfigError, match="train: .*did you mean 'learning_rate'"):
+    with pytest.raises(ConfigError, match=f"{bad}: key 'train': unknown TrainSettings key 'learning_rat'; "
+                                          "did you mean 'learning_rate'"):
         load_experiment(bad)
     data["train"].pop("learning_rat")
+    bad.write_text(yaml.safe_dump({**data, "train": {**data["train"], "learning_rate": "fast"}}))
+    with pytest.raises(ConfigError, match=f"{bad}: key 'train': key 'learning_rate': expected a number"):
+        load_experiment(bad)
     data["generate"] = {**data["generate"], "seed": 3}
     bad.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match="generate.seed: set by the experiment"):

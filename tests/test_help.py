@@ -12,7 +12,12 @@ import yaml
 
 from tracekd.cli import main
 from tracekd.commands import build as build_command
-from tracekd.config import add_command_arguments, config_from_args, load_config
+from tracekd.config import (
+    add_command_arguments,
+    config_from_args,
+    load_config,
+    settings_of,
+)
 from tracekd.datasets import DATASETS
 from tracekd.generate.config import GenerateConfig
 from tracekd.score.answer import scorer_names
@@ -23,7 +28,7 @@ from tracekd.traces.templates import template_names
 
 
 def _help_of(cls: type, name: str) -> str:
-    return next(f for f in dataclasses.fields(cls) if f.name == name).metadata["help"]
+    return settings_of(cls)[name].field.metadata["help"]
 
 
 def _train_config():
@@ -38,8 +43,8 @@ def test_chat_template_kwargs_help_examples_work(cls, tmp_path):
     flag = re.search(r"\((--chat-template-kwargs '[^']+')", text)
     in_yaml = re.search(r"\((chat_template_kwargs: \{[^}]+\})\)", text)
     assert flag and in_yaml, text
-    required = {f.name: "x.jsonl" for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    required = {name: "x.jsonl" for name, s in settings_of(cls).items()
+                if s.field.default is dataclasses.MISSING and s.field.default_factory is dataclasses.MISSING}
     parser = argparse.ArgumentParser()
     add_command_arguments(parser, cls)
     argv = [a for k, v in required.items() for a in ("--" + k.replace("_", "-"), v)]

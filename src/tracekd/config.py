@@ -7,6 +7,11 @@ command line). Unknown keys are errors with a did-you-mean; values are checked a
 types (``int``, ``float``, ``bool``, ``str``, ``list[str]``, ``list[int]``, ``X | None``, and nested
 config dataclasses, e.g. ``list[DatasetEntry]``).
 
+A config may group its settings into *sections* (TRL-style: paths, model, optimiser ...): fields whose
+type is a dataclass and whose metadata has ``"section": True``, on a class decorated with
+:func:`sectioned`. Files, dicts and flags stay flat (``learning_rate: 1e-3``; a section's name with a
+mapping, ``optimizer: {learning_rate: 1e-3}``, works too); the loader routes each key to its section.
+
 >>> from dataclasses import dataclass, field
 >>> @dataclass
 ... class Demo:
@@ -27,10 +32,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import operator
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .errors import ConfigError, did_you_mean
 
@@ -41,6 +49,121 @@ _NONE_WORDS = ("none", "null", "~")
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+class Setting(NamedTuple):
+    """One setting of a config class: its dataclass field, its type and the section holding it (None: top level)."""
+
+    field: dataclasses.Field
+    type: Any
+    section: str | None
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+#: the metadata of a section field: ``model: ModelSettings = field(default_factory=ModelSettings, metadata=SECTION)``
+SECTION = {"section": True}
+
+
+def section_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are config sections (``metadata={"section": True}``)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("section")]
+
+
+@functools.cache
+def settings_of(cls: type) -> dict[str, Setting]:
+    """Every setting of ``cls`` by its flat name (a sectioned class: its sections' fields, in order).
+
+    >>> from tracekd.train.config import TrainConfig
+    >>> settings_of(TrainConfig)["learning_rate"].section
+    'optimizer'
+    """
+    hints = _hints(cls)
+    out: dict[str, Setting] = {}
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        if not f.metadata.get("section"):
+            out[f.name] = Setting(f, hints[f.name], None)
+            continue
+        section_cls = hints[f.name]
+        section_hints = _hints(section_cls)
+        for g in dataclasses.fields(section_cls):
+            if g.init:
+                if g.name in out:
+                    raise TypeError(f"{cls.__name__}: setting {g.name!r} is in two sections")
+                out[g.name] = Setting(g, section_hints[g.name], f.name)
+    return out
+
+
+def sectioned(cls: type[C]) -> type[C]:
+    """Class decorator for a ``@dataclass(init=False)`` made of config sections.
+
+    The class gets a constructor taking every setting by its flat name (or a whole section object by
+    the section's name) and a read-only attribute per setting, so ``TrainConfig(train_file=..,
+    output_dir=.., lora_r=8).lora_r`` reads ``.model.lora_r``: the flat names are the keys of YAML
+    files, flags and manifests. ``dataclasses.replace`` takes flat names too. ``__post_init__`` runs
+    after the sections are built (each section validates its own values in its own ``__post_init__``).
+    """
+    sections = [f.name for f in section_fields(cls)]
+    if not sections or len(sections) != len(dataclasses.fields(cls)):
+        raise TypeError(f"{cls.__name__}: every field of a sectioned config must be a section")
+
+    def __init__(self, **given: Any) -> None:
+        settings = settings_of(cls)
+        hints = _hints(cls)
+        whole = {k: given.pop(k) for k in sections if k in given}
+        per_section: dict[str, dict[str, Any]] = {name: {} for name in sections}
+        for key, value in given.items():
+            if key not in settings:
+                raise ConfigError(did_you_mean(key, settings, f"{cls.__name__} key"))
+            per_section[settings[key].section][key] = value
+        missing = [n for n, s in settings.items()
+                   if s.section not in whole and n not in per_section[s.section] and _required(s.field)]
+        if missing:
+            raise ConfigError(f"{cls.__name__}: missing required key(s): " + ", ".join(missing))
+        for name in sections:
+            if name in whole:
+                value = dataclasses.replace(whole[name], **per_section[name])
+            else:
+                value = hints[name](**per_section[name])
+            object.__setattr__(self, name, value)
+        if hasattr(self, "__post_init__"):
+            self.__post_init__()
+
+    cls.__init__ = __init__  # type: ignore[misc]
+    for name, setting in settings_of(cls).items():
+        setattr(cls, name, property(operator.attrgetter(f"{setting.section}.{name}"),
+                                    doc=setting.field.metadata.get("help")))
+    return cls
+
+
+def _route_sections(cls: type, layer: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A layer's keys, flat: a section's name with a mapping becomes that section's keys."""
+    sections = {f.name: _hints(cls)[f.name] for f in section_fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in layer.items():
+        name = str(key).replace("-", "_")
+        if name in sections and isinstance(value, Mapping):
+            own = {f.name for f in dataclasses.fields(sections[name])}
+            for sub, sub_value in value.items():
+                if str(sub).replace("-", "_") not in own:
+                    msg = f"{name}: " + did_you_mean(str(sub), own, f"{sections[name].__name__} key")
+                    raise ConfigError(f"{where}: {msg}" if where else msg)
+                out[str(sub)] = sub_value
+        else:
+            out[key] = value
+    return out
+
+
+def given(config: Any) -> dict[str, Any]:
+    """The keys a config was loaded from by :func:`load_config`, with their values as written (before
+    type conversion): what an experiment's stage keys hash, so a file written the same way keeps its
+    keys. A config built in Python has none.
+    """
+    return dict(getattr(config, "_given", {}))
 
 
 def _split_optional(tp: Any) -> tuple[Any, bool]:
@@ -104,6 +227,8 @@ def coerce(value: Any, tp: Any, name: str, where: str = "") -> Any:
             raise ConfigError(f"{prefix}key {name!r}: expected a list, got {value!r}")
         return [coerce(v, item_tp, f"{name}[{i}]", where) for i, v in enumerate(value)]
     if origin is dict or base is dict:
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            value = parse_assignments(value, name)
         if isinstance(value, str):
             import json
 
@@ -153,6 +278,23 @@ def coerce(value: Any, tp: Any, name: str, where: str = "") -> Any:
     return value
 
 
+def parse_assignments(items: list[str] | tuple[str, ...], name: str = "option") -> dict:
+    """``["key=value", ...]`` (repeated ``--option`` flags) -> dict, values read as YAML scalars.
+
+    >>> parse_assignments(["split_seed=7", "first_question_only=false", "evidence=is-selected"])
+    {'split_seed': 7, 'first_question_only': False, 'evidence': 'is-selected'}
+    """
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"key {name!r}: expects KEY=VALUE items, got {item!r}")
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
 def read_yaml(path: str | Path) -> dict:
     """A YAML file's top-level mapping (an empty file is an empty mapping)."""
     import yaml
@@ -177,8 +319,9 @@ def load_config(cls: type[C], source: str | Path | Mapping[str, Any] | None = No
                 overrides: Mapping[str, Any] | None = None) -> C:
     """Build ``cls`` from its defaults, then ``source`` (YAML path or dict), then ``overrides``.
 
-    Keys may use ``-`` or ``_``. Unknown keys, bad values and missing required fields raise
-    :class:`ConfigError` naming the file and the key.
+    Keys may use ``-`` or ``_``; the settings of a sectioned config are given flat (or under their
+    section's name). Unknown keys, bad values and missing required fields raise :class:`ConfigError`
+    naming the file and the key. The loaded config remembers its keys as written (:func:`given`).
     """
     where = ""
     if source is None:
@@ -188,32 +331,37 @@ def load_config(cls: type[C], source: str | Path | Mapping[str, Any] | None = No
     else:
         where = str(source)
         data = read_yaml(source)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    hints = _hints(cls)
+    settings = settings_of(cls)
     values: dict[str, Any] = {}
+    written: dict[str, Any] = {}
     for layer, layer_where in ((data, where), (dict(overrides or {}), "")):
-        for key, value in layer.items():
+        written.update(layer)
+        for key, value in _route_sections(cls, layer, layer_where).items():
             name = str(key).replace("-", "_")
-            if name not in fields:
-                msg = did_you_mean(str(key), fields, f"{cls.__name__} key")
+            if name not in settings:
+                msg = did_you_mean(str(key), settings, f"{cls.__name__} key")
                 raise ConfigError(f"{layer_where}: {msg}" if layer_where else msg)
-            values[name] = coerce(value, hints[name], name, layer_where)
-    missing = [n for n, f in fields.items() if n not in values
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+            values[name] = coerce(value, settings[name].type, name, layer_where)
+    missing = [n for n, s in settings.items() if n not in values and _required(s.field)]
     if missing:
         raise ConfigError((f"{where}: " if where else "") + f"{cls.__name__}: missing required key(s): "
                           + ", ".join(missing))
     for name, value in values.items():
-        choices = fields[name].metadata.get("choices")
+        choices = settings[name].field.metadata.get("choices")
         if choices and value is not None and value not in choices:
             raise ConfigError((f"{where}: " if where else "") + f"key {name!r}: "
                               + did_you_mean(str(value), choices, "value"))
-    return cls(**values)
+    config = cls(**values)
+    object.__setattr__(config, "_given", written)
+    return config
 
 
 def to_dict(config: Any) -> dict:
-    """A config as plain JSON-able data (for manifests)."""
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(config).items()}
+    """A config as plain JSON-able data (for manifests): flat, a sectioned config's settings in section order."""
+    sections = section_fields(type(config))
+    flat = ({k: v for f in sections for k, v in dataclasses.asdict(getattr(config, f.name)).items()} if sections
+            else dataclasses.asdict(config))
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in flat.items()}
 
 
 def flag_name(field_name: str) -> str:
@@ -225,53 +373,72 @@ def flag_name(field_name: str) -> str:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, skip: tuple[str, ...] = ()) -> None:
-    """One flag per field of ``cls`` (plus its ``aliases``), with the field's help and default.
+    """One flag per setting of ``cls`` (plus its ``aliases``), with the field's help and default.
 
     Flags default to ``argparse.SUPPRESS``, so only the flags a user gives become overrides
     (see :func:`overrides_from_args`); a config file's values are not shadowed by flag defaults.
+    A field with ``"positional": True`` is also an optional positional argument; ``"repeatable": True``
+    makes a list (or ``KEY=VALUE`` mapping) flag that may be given several times. The settings of a
+    sectioned config are listed under one heading per section.
     """
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init or f.name in skip:
+    groups: dict[str | None, Any] = {None: parser}
+    for f in section_fields(cls):
+        doc = (_hints(cls)[f.name].__doc__ or "").strip().splitlines()
+        groups[f.name] = parser.add_argument_group(f"{f.name} settings", doc[0] if doc else None)
+    for name, (f, tp, section) in settings_of(cls).items():
+        if name in skip:
             continue
-        base, _ = _split_optional(hints[f.name])
-        names = [flag_name(f.name), *f.metadata.get("aliases", ())]
+        target = groups[section]
+        base, _ = _split_optional(tp)
+        names = [flag_name(name), *f.metadata.get("aliases", ())]
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_text = f.metadata.get("help", "")
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if _required(f):
             help_text += " (required, here or in --config)"
-        elif default is not None and default != [] and base is not bool:
-            shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        elif default not in (None, [], (), {}) and base is not bool:
+            shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
             help_text += f" (default: {shown})"
         help_text = help_text.replace("%", "%%")
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if base is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["metavar"] = f.name.upper().split("_")[-1] if len(f.name) > 12 else f.name.upper()
+            kw["metavar"] = f.metadata.get("metavar") or (
+                name.upper().split("_")[-1] if len(name) > 12 else name.upper())
             if f.metadata.get("choices"):
                 kw["choices"] = list(f.metadata["choices"])
-        parser.add_argument(*names, **kw)
+            if f.metadata.get("repeatable"):
+                kw["action"] = "append"
+        if f.metadata.get("positional"):
+            target.add_argument(name, nargs="?", default=argparse.SUPPRESS, metavar=kw.get("metavar"),
+                                help=f"{help_text.replace(' (required, here or in --config)', '')} "
+                                     f"(or {flag_name(name)})")
+            kw["help"] = argparse.SUPPRESS
+        target.add_argument(*names, **kw)
 
 
 def overrides_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
-    """The fields of ``cls`` that were given on the command line."""
-    names = {f.name for f in dataclasses.fields(cls)}
+    """The settings of ``cls`` that were given on the command line."""
+    names = settings_of(cls)
     return {k: v for k, v in vars(args).items() if k in names}
 
 
 def explain(cls: type) -> str:
-    """Every key of ``cls`` with its type, default and help, one per line (for docs and --help)."""
-    hints = _hints(cls)
+    """Every key of ``cls`` with its type, default and help, one per line (for docs and --help);
+    a sectioned config's keys under a ``# section`` heading each (the keys themselves stay flat)."""
     lines = []
-    for f in dataclasses.fields(cls):
-        if not f.init:
-            continue
-        default = ("(required)" if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                   else repr(f.default if f.default is not dataclasses.MISSING else f.default_factory()))
-        tp = getattr(hints[f.name], "__name__", None) or str(hints[f.name]).replace("typing.", "")
-        lines.append(f"{f.name}: {tp} = {default}  # {f.metadata.get('help', '')}")
+    heading = None
+    for name, (f, tp, section) in settings_of(cls).items():
+        if section != heading:
+            heading = section
+            doc = (_hints(cls)[section].__doc__ or "").strip().splitlines()
+            lines += ([""] if lines else []) + [f"# {section}: {doc[0] if doc else ''}".rstrip(": ")]
+        value = None if _required(f) else f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = ("(required)" if _required(f) else "(the section's defaults)" if dataclasses.is_dataclass(value)
+                   else repr(value))
+        tp_name = getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+        lines.append(f"{name}: {tp_name} = {default}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)
 
 

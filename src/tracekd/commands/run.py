@@ -42,10 +42,14 @@ def explain() -> str:
     from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
 
     from ..experiment.config import ExecutorConfig, Resources
+    from ..generate.config import GenerateSettings
     from ..teacher.stages import Endpoint, TeacherSection
+    from ..train.config import TrainSettings
 
     return "\n\n".join(f"# {title}\n{explain_fields(cls)}" for title, cls in (
         ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec),
+        ("train (flat keys; the headings are their sections)", TrainSettings),
+        ("generate (flat keys; the headings are their sections)", GenerateSettings),
         ("executor", ExecutorConfig), ("executor.resources.<kind>", Resources), ("teacher", TeacherSection),
         ("teacher.summariser / teacher.explainer", Endpoint)))
 
@@ -80,9 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 def not_an_experiment(path: str) -> None:
     """A train or generate recipe given to `tracekd run` is named as such, with the command that takes it."""
-    import dataclasses
-
-    from ..config import read_yaml
+    from ..config import read_yaml, settings_of
     from ..errors import ConfigError
     from ..generate.config import GenerateConfig
     from ..train.config import TrainConfig
@@ -93,7 +95,7 @@ def not_an_experiment(path: str) -> None:
     for command, cls, files in (("train", TrainConfig, "--train-file SFT.jsonl --output-dir OUT"),
                                 ("generate", GenerateConfig, "--adapter OUT --input-file TEST.jsonl "
                                                              "--output-file OUT/generations.jsonl")):
-        if keys <= {f.name for f in dataclasses.fields(cls)}:
+        if keys <= set(settings_of(cls)):
             raise ConfigError(f"{path} is a `tracekd {command}` config, not an experiment: "
                               f"tracekd {command} --config {path} {files} "
                               "(experiment configs are in configs/experiments/)")

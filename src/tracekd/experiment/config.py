@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..config import load_config
+from ..config import given, load_config
 from ..errors import ConfigError, did_you_mean
+from ..generate.config import GenerateSettings
+from ..score.steps import DEFAULT_TRACE_DEFINITION
 from ..teacher.stages import TeacherSection
+from ..train.config import TrainSettings
 
 
 @dataclass
@@ -142,11 +145,13 @@ class ExperimentConfig:
         "help": "seeds: each seed re-draws the corruptions and re-trains (spread is reported)"})
     out: str | None = field(default=None, metadata={
         "help": "run directory (default runs/<name>; relative paths are from the current folder)"})
-    train: dict = field(default_factory=dict, metadata={
-        "help": "training settings, the fields of TrainConfig (see `tracekd train --help`)"})
-    generate: dict = field(default_factory=dict, metadata={
-        "help": "generation settings, the fields of GenerateConfig (see `tracekd generate --help`)"})
-    trace_definition: str = field(default="class+evidence-exact",
+    train: TrainSettings = field(default_factory=TrainSettings, metadata={
+        "help": "training settings, flat: the keys of `tracekd train --explain` but the paths, student and seed "
+                "(set for each cell)"})
+    generate: GenerateSettings = field(default_factory=GenerateSettings, metadata={
+        "help": "generation settings, flat: the keys of `tracekd generate --explain` but the paths, student, "
+                "adapter and seed (set for each cell)"})
+    trace_definition: str = field(default=DEFAULT_TRACE_DEFINITION,
                                   metadata={"help": "what makes a whole trace correct"})
     report_examples: int = field(default=3, metadata={
         "help": "concrete examples shown in the report for each off-diagonal cell"})
@@ -186,24 +191,26 @@ class ExperimentConfig:
                 raise ConfigError(f"datasets[{entry.name}]: {e}") from None
 
     #: keys of the train/generate settings that the runner sets for each cell
-    CELL_KEYS = ("student", "seed", "train_file", "output_dir", "input_file", "output_file", "adapter")
+    CELL_KEYS = ("student", "seed", "adapter")
 
     def _check_stage_settings(self) -> None:
-        """Typos and bad values in `train:` / `generate:` fail now, not hours later in a stage."""
-        from ..generate.config import GenerateConfig
-        from ..train.config import TrainConfig
-
-        for name, cls, dummy in (("train", TrainConfig, {"train_file": "-", "output_dir": "-"}),
-                                 ("generate", GenerateConfig, {"input_file": "-", "output_file": "-"})):
-            settings = getattr(self, name)
-            fixed = [k for k in settings if k in self.CELL_KEYS]
+        """`train:` / `generate:` are typed sections (typos and bad values failed as the file loaded); a
+        mapping given in Python is loaded here. The keys the runner sets for each cell are refused."""
+        for name, cls in (("train", TrainSettings), ("generate", GenerateSettings)):
+            if not isinstance(getattr(self, name), cls):
+                try:
+                    setattr(self, name, load_config(cls, getattr(self, name)))
+                except ConfigError as e:
+                    raise ConfigError(f"{name}: {e}") from None
+            fixed = [k for k in given(getattr(self, name)) if str(k).replace("-", "_") in self.CELL_KEYS]
             if fixed:
                 raise ConfigError(f"{name}.{fixed[0]}: set by the experiment for each cell; remove it "
                                   "(students and seeds are lists at the top level)")
-            try:
-                load_config(cls, {**dummy, **settings})
-            except ConfigError as e:
-                raise ConfigError(f"{name}: {e}") from None
+
+    def stage_settings(self, name: str) -> dict:
+        """The `train:` or `generate:` keys as written in the file: what the stages are given and their
+        keys hash (so a config written the same way keeps its stage keys)."""
+        return given(getattr(self, name))
 
     @property
     def run_dir(self) -> Path:

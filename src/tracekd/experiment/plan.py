@@ -134,9 +134,10 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
                 for arm in config.arms:
                     cell = {"dataset": entry.name, "student": student, "arm": arm, "seed": seed}
                     name = f"{entry.name}/{student}/{arm}/seed{seed}"
-                    tspec = {"student": student, "arm": arm, "seed": seed, "settings": config.train}
+                    tspec = {"student": student, "arm": arm, "seed": seed, "settings": config.stage_settings("train")}
                     train = Stage("train", f"train {name}", stage_key("train", tspec, [build]), tspec, [build], cell)
-                    gspec = {"student": student, "arm": arm, "seed": seed, "settings": config.generate}
+                    gspec = {"student": student, "arm": arm, "seed": seed,
+                             "settings": config.stage_settings("generate")}
                     gdeps = [build] if arm in BASELINE_ARMS else [train, build]  # baselines: the untrained student
                     gen = Stage("generate", f"generate {name}", stage_key("generate", gspec, gdeps),
                                 gspec, gdeps, cell)

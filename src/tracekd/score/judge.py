@@ -31,7 +31,7 @@ from ..records import Example, Generation, Judgement
 from ..traces.parse import parse
 from ..traces.templates import Template
 from .answer import get_scorer
-from .steps import StepVerdicts, trace_ok, verify_steps
+from .steps import DEFAULT_TRACE_DEFINITION, StepVerdicts, trace_ok, verify_steps
 
 #: statuses whose parse reached both steps' sentences, so each step is judged on what it gave
 _STEPWISE = frozenset({"unparseable_class", "unparseable_evidence"})
@@ -44,7 +44,7 @@ class JudgeSettings:
     template: str
     labels: tuple[str, ...]
     scorer: str = "strict"
-    trace_definition: str = "class+evidence-exact"
+    trace_definition: str = DEFAULT_TRACE_DEFINITION
 
 
 def judge(example: Example, gen: Generation, template: Template, scorer, trace_definition: str) -> Judgement:
@@ -374,7 +374,7 @@ def score_all(examples: list[Example], pairs: list[tuple[Example, Generation]],
 
 
 def settings_for(examples: list[Example], template: str | None = None, scorer: str | None = None,
-                 trace_definition: str = "class+evidence-exact") -> JudgeSettings:
+                 trace_definition: str = DEFAULT_TRACE_DEFINITION) -> JudgeSettings:
     """Default settings from the examples' dataset spec, with overrides."""
     names = {ex.dataset for ex in examples}
     if len(names) != 1:
