@@ -85,7 +85,7 @@ def test_hand_checked_examples(shared):
 def test_answer_match_statistics_stated_in_the_docstring():
     unmatched = several = examples_several = answers = 0
     for category in cotemp.CATEGORIES:
-        rows, errors = cotemp.read_rows(COTEMP / f"{category}.json")
+        rows, errors = cotemp.read_category_file(COTEMP / f"{category}.json")
         assert errors == []
         for r in rows:
             ev = cotemp.answer_evidence(r.answer, r.facts)

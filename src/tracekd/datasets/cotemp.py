@@ -192,7 +192,7 @@ def _check_row(obj: object, path: Path, line: int) -> tuple[Row | None, list[Dat
                tuple(obj["answer"])), []
 
 
-def read_rows(path: str | Path) -> tuple[list[Row], list[DataError]]:
+def read_category_file(path: str | Path) -> tuple[list[Row], list[DataError]]:
     """The well-formed rows of one file and every problem in it (blank lines skipped)."""
     path = Path(path)
     try:
@@ -267,7 +267,7 @@ def load(path: Path, options: CotempOptions) -> Loaded:
     splits: Splits = {"train": [], "test": []}
     excluded: list[dict] = []
     for category, f in data_files(path):
-        rows, errors = read_rows(f)
+        rows, errors = read_category_file(f)
         if errors:
             raise errors[0]
         by_index = {r.index: r for r in rows}
@@ -332,7 +332,7 @@ def validate(path: Path) -> list[DataError]:
         except DataError as e:
             errors.append(e)
     for f in files:
-        rows, problems = read_rows(f)
+        rows, problems = read_category_file(f)
         errors.extend(problems)
         for row in rows:
             for a in _unmatched(row, answer_evidence(row.answer, row.facts)):

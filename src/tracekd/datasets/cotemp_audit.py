@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError, did_you_mean
-from .cotemp import data_files, read_rows
+from .cotemp import data_files, read_category_file
 from .cotemp_rules import CATEGORIES, SEMANTICS, RuleVerdict, classify_question
 
 
@@ -38,7 +38,7 @@ def audit(path: str | Path, semantics: str = "wikidata") -> dict:
     n_facts = 0
     other_agree = Counter()
     for category, f in data_files(path):
-        rows, errors = read_rows(f)
+        rows, errors = read_category_file(f)
         if errors:
             raise errors[0]
         stats = per.setdefault(category, {"n": 0, "agree": 0})

@@ -423,7 +423,7 @@ def _row_order(key: str) -> tuple[int, int | str]:
     return (0, int(key)) if key.isdigit() else (1, key)
 
 
-def read_rows(path: Path, columns: tuple[str, ...], want: set[str] | None = None,
+def read_marco_rows(path: Path, columns: tuple[str, ...], want: set[str] | None = None,
               ) -> list[tuple[str, dict[str, Any]]]:
     """``[(key, {column: clean value})]`` of the rows in ``want`` (all when None), in row order;
     the first malformed cell or a row missing a required column raises a located DataError."""
@@ -532,7 +532,7 @@ def _load_split(files: list[Path], split: str, n: int, options: MarcoOptions) ->
     for fi, f in enumerate(files):
         want = {key for (i, key) in picked if i == fi}
         if want:
-            examples.extend(_example(split, f, key, row, options) for key, row in read_rows(f, COLUMNS, want))
+            examples.extend(_example(split, f, key, row, options) for key, row in read_marco_rows(f, COLUMNS, want))
     return examples
 
 

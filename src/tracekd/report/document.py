@@ -48,7 +48,7 @@ class Figure:
 
 
 @dataclass(frozen=True)
-class Example:
+class ExampleBlock:
     """One concrete item of an off-diagonal cell: gold next to what the student wrote."""
 
     title: str
@@ -90,7 +90,7 @@ class Footnotes:
         return tuple(self._index)
 
 
-Block = Heading | Paragraph | Facts | Table | Figure | Example | Contents
+Block = Heading | Paragraph | Facts | Table | Figure | ExampleBlock | Contents
 
 
 def slug(*parts: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from .document import Block, Contents, Example, Facts, Figure, Heading, Paragraph, Table
+from .document import Block, Contents, ExampleBlock, Facts, Figure, Heading, Paragraph, Table
 
 CSS = """
 :root { --fg: #1d1d1f; --muted: #5f6368; --line: #d9dce1; --bg-alt: #f6f7f9; --accent: #0b5cad; }
@@ -80,7 +80,7 @@ def table(t: Table) -> str:
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>{notes}</div>")
 
 
-def _example(e: Example) -> str:
+def _example(e: ExampleBlock) -> str:
     rows = "".join(f"<tr><th>{escape(what)}</th><td>{escape(gold)}</td>"
                    f"<td>{escape(student) if student else '<em>in the trace below</em>'}</td></tr>"
                    for what, gold, student in e.pairs)
@@ -101,7 +101,7 @@ def render(blocks: list[Block], title: str) -> str:
     """The whole report as one HTML document."""
     out: list[str] = []
     for i, b in enumerate(blocks):
-        if isinstance(b, Example) and (i == 0 or not isinstance(blocks[i - 1], Example)):
+        if isinstance(b, ExampleBlock) and (i == 0 or not isinstance(blocks[i - 1], ExampleBlock)):
             out.append('<div class="examples">')
         if isinstance(b, Heading):
             out.append(f'<h{b.level} id="{escape(b.anchor)}">{escape(b.text)}</h{b.level}>')
@@ -120,11 +120,11 @@ def render(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Figure):
             out.append(f'<figure><img src="{data_uri(b.png)}" alt="{escape(b.alt)}">'
                        f"<figcaption>{escape(b.caption)}</figcaption></figure>")
-        elif isinstance(b, Example):
+        elif isinstance(b, ExampleBlock):
             out.append(_example(b))
         else:  # pragma: no cover - every block type is handled above
             raise TypeError(type(b).__name__)
-        if isinstance(b, Example) and (i == len(blocks) - 1 or not isinstance(blocks[i + 1], Example)):
+        if isinstance(b, ExampleBlock) and (i == len(blocks) - 1 or not isinstance(blocks[i + 1], ExampleBlock)):
             out.append("</div>")
     body = "\n".join(out)
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

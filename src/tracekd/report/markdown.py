@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .document import Block, Contents, Example, Facts, Figure, Heading, Paragraph, Table
+from .document import Block, Contents, ExampleBlock, Facts, Figure, Heading, Paragraph, Table
 
 _SPECIAL = re.compile(r"([\\`*_<>|#~]|\](?=[(\[:]))")
 
@@ -82,7 +82,7 @@ def render(blocks: list[Block]) -> str:
             out += table(b)
         elif isinstance(b, Figure):
             out += [f"![{escape(b.alt)}]({b.path})", "", f"*{escape(b.caption)}*"]
-        elif isinstance(b, Example):
+        elif isinstance(b, ExampleBlock):
             out += _example(b)
         else:  # pragma: no cover - every block type is handled above
             raise TypeError(type(b).__name__)
@@ -90,7 +90,7 @@ def render(blocks: list[Block]) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def _example(e: Example) -> list[str]:
+def _example(e: ExampleBlock) -> list[str]:
     out = [f"**{escape(e.title)}**", "", f"- Question: {escape(e.question)}"]
     out += [f"- {escape(what.capitalize())}: gold {escape(gold)}" + (f"; student {escape(student)}" if student else "")
             for what, gold, student in e.pairs]

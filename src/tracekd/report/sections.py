@@ -16,7 +16,7 @@ from ..stats.results import NO_TRACE, Analysis, Cell, Group, ShownExample
 from . import extra
 from . import numbers as nb
 from . import plots
-from .document import Block, Contents, Example, Facts, Figure, Footnotes, Heading, Paragraph, Table, slug
+from .document import Block, Contents, ExampleBlock, Facts, Figure, Footnotes, Heading, Paragraph, Table, slug
 
 #: report row name -> (the group's per-seed metric, the pooled summary's accuracy)
 MEASURES = {
@@ -326,7 +326,7 @@ def _examples(analysis: Analysis, groups: list[Group], dataset: str, student: st
     return out
 
 
-def _example(e: ShownExample) -> Example:
+def _example(e: ShownExample) -> ExampleBlock:
     def shown(value) -> str:
         return "(none)" if value is None or value == "" else str(value)
 
@@ -335,6 +335,6 @@ def _example(e: ShownExample) -> Example:
     pairs = (("class", shown(e.gold_label), shown(e.label)),
              ("answer", _answers_text(e.gold_answers), shown(e.answer)),
              ("evidence", " / ".join(evidence) or "(none)", ""))  # the student's is in the trace shown
-    return Example(f"{e.id} - seed {nb.seed_label(e.seed)}, status {e.status}",
+    return ExampleBlock(f"{e.id} - seed {nb.seed_label(e.seed)}, status {e.status}",
                    e.question, pairs, context, frozenset(i for i, line in enumerate(context) if line in set(evidence)),
                    e.text)
