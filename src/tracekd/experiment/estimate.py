@@ -108,12 +108,13 @@ class TrainWork:
 
 def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_accum: int = 1, micro_batch: int | None = None,
                epochs: float = 1.0, max_steps: int | None = None, checkpointing: bool = False,
-               head_on_completion: bool = True, seed: int = 0) -> TrainWork:
+               head_on_completion: bool = True, by_length: bool = False, seed: int = 0) -> TrainWork:
     """FLOPs of training on ``rows`` given as ``(tokens, completion tokens)``.
 
     Each optimizer step takes ``batch_size x grad_accum`` rows in random order (the expectation over
     :data:`SHUFFLES` seeded orders) and runs them as micro-batches of ``micro_batch`` rows, each padded to
-    its longest row. ``max_steps`` (when set) replaces the epochs.
+    its longest row; ``by_length``: the step's rows longest first before they are split (as
+    :func:`tracekd.train.batch.by_length`). ``max_steps`` (when set) replaces the epochs.
 
     >>> d = Dims(hidden=4, intermediate=8, layers=1, kv=4, vocab=10)
     >>> w = train_work(d, [(10, 2)] * 8, batch_size=4, epochs=2)
@@ -135,6 +136,8 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
         flops = 0.0
         for s in range(0, len(order), per_step):
             step = order[s:s + per_step]
+            if by_length:
+                step = sorted(step, key=lambda r: -r[0])
             f = sum(forward_flops(d, [n for n, _ in mb], sum(c for _, c in mb) if head_on_completion
                                   else len(mb) * max(n for n, _ in mb))
                     for mb in (step[m:m + micro] for m in range(0, len(step), micro))) * factor
@@ -455,8 +458,13 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | None:
             cal = cal_measured(student, device, "train")
         if cal is None or dims is None:
             return None
+        from ..train import calibration
+
         t = int(cal.tokens_per_pass)
-        flops = forward_flops(dims, [t], logit_rows=t) * step_factor(False) * float(cal.tokens_per_s) / t
+        # the probe: one row of t tokens, loss on its second half; since probe version 2 with training's own
+        # loss (on CPU the LM head on those positions only), before that the model's (head on every position)
+        head = t - t // 2 if getattr(calibration, "TRAIN_PROBE_VERSION", 1) >= 2 else t
+        flops = forward_flops(dims, [t], logit_rows=head) * step_factor(False) * float(cal.tokens_per_s) / t
         over_t = ASSUMED_OVERHEAD_S["train"]
         source = (f"calibration: {cal.tokens_per_s:.0f} tok/s forward+backward on {t}-token rows "
                   f"({cal.precision}, {cal.cpu_model}, {cal.measured_at[:10]}) = {flops / 1e9:.1f} GFLOP/s by FLOP "
@@ -552,7 +560,11 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
                      checkpointing: bool | None = None, rows: list[dict] | None = None):
     """(TrainWork, Dims, notes) of a train stage, or (None, None, why)."""
     from ..train.config import TrainConfig
-    from ..train.data import subset
+
+    try:
+        from ..runtime import subset
+    except ImportError:  # before the runtime module
+        from ..train.data import subset
 
     settings = dict(stage.spec.get("settings") or {})
     student = stage.spec["student"]
@@ -575,8 +587,13 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
     work = train_work(dims, lengths, batch_size=per_step, micro_batch=micro,
                       epochs=float(_setting(settings, TrainConfig, "num_train_epochs")),
                       max_steps=settings.get("max_steps"), checkpointing=gc, head_on_completion=head,
+                      by_length=bool(_setting(settings, TrainConfig, "micro_batches_by_length") or False),
                       seed=int(stage.spec.get("seed") or 0))
-    notes = [counter.source, f"micro-batch {micro}{', activation checkpointing' if gc else ''} ({why})"]
+    by_length = work.micro_batch < per_step and bool(_setting(settings, TrainConfig, "micro_batches_by_length"))
+    plan = (f"micro-batches of {micro} row(s)" + (" with activation checkpointing" if gc else "")
+            + (" (as it ran)" if why == "as it ran" else " (the memory plan)")
+            + (", each step's rows by length" if by_length else ", rows in random order"))
+    notes = [counter.source, plan]
     return work, dims, notes
 
 
@@ -616,7 +633,8 @@ def estimate_stage(stage, run_dir: Path, cache: dict, device: str = "cpu") -> tu
         work, dims, notes = generate_stage_work(stage, run_dir, cache)
     rate = rate_for(student, device, dims or student_dims(student)[0])
     if rate is None:
-        return None, f"unknown: no {kind} measurement of {student} on {device} here"
+        return None, (f"unknown: no measurement of {student} on {device} here (a finished train stage, or the "
+                      "calibration `tracekd train` caches)")
     if work is None:
         return None, f"unknown: {notes[0]} (rate {rate.source})"
     cache.setdefault(("notes", kind), set()).update(notes)

@@ -26,8 +26,8 @@ from .plan import Stage, make_plan
 class StageKind:
     """What a stage kind does: ``run(stage, run_dir)`` fills the stage folder; ``model`` stages load a model.
 
-    ``tokens(stage, rows)`` (model stages) counts the tokens the stage processes from its build's rows
-    ``{(arm, split): [row dict, ...]}``, for the plan's time estimate; ``describe(stage, run_dir)`` is a
+    ``estimate(stage, run_dir, cache, device) -> (seconds or None, source)`` is the stage's time for the
+    dry-run plan (train, generate: :func:`.estimate.estimate_stage`); ``describe(stage, run_dir)`` is a
     line the dry-run plan adds while the stage is not done.
     """
 
@@ -35,7 +35,7 @@ class StageKind:
     run: Callable[[Stage, Path], None]
     model: bool = False  # train/generate: one per GPU, own process under the subprocess executor
     help: str = ""
-    tokens: Callable[[Stage, dict], float] | None = None
+    estimate: Callable[[Stage, Path, dict, str], tuple[float | None, str]] | None = None
     describe: Callable[[Stage, Path], str] | None = None
 
 
@@ -43,11 +43,12 @@ class StageKind:
 STAGE_KINDS: dict[str, StageKind] = {}
 
 
-def stage_kind(name: str, *, model: bool = False, help: str = "", tokens: Callable[[Stage, dict], float] | None = None,
+def stage_kind(name: str, *, model: bool = False, help: str = "",
+               estimate: Callable[[Stage, Path, dict, str], tuple[float | None, str]] | None = None,
                describe: Callable[[Stage, Path], str] | None = None):
     """Register the function that runs stages of kind ``name`` (a decorator)."""
     def register(fn: Callable[[Stage, Path], None]):
-        STAGE_KINDS[name] = StageKind(name, fn, model, help, tokens, describe)
+        STAGE_KINDS[name] = StageKind(name, fn, model, help, estimate, describe)
         return fn
     return register
 
@@ -93,27 +94,14 @@ def _run_teacher(stage: Stage, run_dir: Path) -> None:
     run_teacher_stage(stage, run_dir, data_path(stage, run_dir))
 
 
-def _train_tokens(stage: Stage, all_rows: dict) -> float:
-    """Tokens of the cell's train rows over all epochs, or max_steps' worth (~chars / 4)."""
-    settings = stage.spec["settings"]
-    rows = all_rows[(stage.spec["arm"], "train")]
-    rows = rows[: settings.get("max_examples") or len(rows)]
-    chars = sum(len(json.dumps(r["prompt"])) + len(json.dumps(r["completion"])) for r in rows)
-    tokens = chars / 4 * float(settings.get("num_train_epochs", 3))
-    if settings.get("max_steps"):
-        per_step = chars / 4 / max(1, len(rows)) * settings.get("per_device_train_batch_size", 4) \
-            * settings.get("gradient_accumulation_steps", 4)
-        tokens = min(tokens, per_step * settings["max_steps"])
-    return tokens
+def _estimate(stage: Stage, run_dir: Path, cache: dict, device: str) -> tuple[float | None, str]:
+    """A train or generate stage's time from its rows' tokens and the rate measured here (:mod:`.estimate`)."""
+    from .estimate import estimate_stage
+
+    return estimate_stage(stage, run_dir, cache, device)
 
 
-def _generate_tokens(stage: Stage, all_rows: dict) -> float:
-    """Tokens the cell's test targets have (~chars / 4), x 1.2: what it writes if it learns the target length."""
-    rows = all_rows[(stage.spec["arm"], "test")]
-    return sum(len(r["completion"][0]["content"]) / 4 for r in rows) * 1.2
-
-
-@stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)", tokens=_train_tokens)
+@stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)", estimate=_estimate)
 def _run_train(stage: Stage, run_dir: Path) -> None:
     from ..train import train_from_settings
 
@@ -124,7 +112,7 @@ def _run_train(stage: Stage, run_dir: Path) -> None:
 
 
 @stage_kind("generate", model=True, help="generations of one cell's adapter (tracekd generate)",
-            tokens=_generate_tokens)
+            estimate=_estimate)
 def _run_generate(stage: Stage, run_dir: Path) -> None:
     from ..generate import generate_from_settings
 
@@ -170,9 +158,27 @@ def run_stage(stage: Stage, run_dir: Path) -> None:
     with stage_lock(out):
         if stage.done(run_dir):  # finished by another runner while this one waited in a queue
             return
+        t0 = time.monotonic()
         STAGE_KINDS[stage.kind].run(stage, run_dir)
         write_json(out / "DONE.json", manifest(kind=stage.kind, config=stage.spec, seed=stage.spec.get("seed"),
                                                label=stage.label, key=stage.key, cell=stage.cell))
+    if is_model_stage(stage):
+        record_timing(stage, run_dir, time.monotonic() - t0)
+
+
+def record_timing(stage: Stage, run_dir: Path, seconds: float) -> None:
+    """Keep a finished model stage's measured rate for later dry runs (:func:`.estimate.record_stage`).
+
+    Never fails the run: a record that cannot be written is reported on stderr and skipped.
+    """
+    import sys
+
+    try:
+        from .estimate import record_stage
+
+        record_stage(stage, run_dir, seconds, "cuda" if visible_gpus() else "cpu")
+    except Exception as e:  # noqa: BLE001 - an input to later estimates, never a reason to fail a finished stage
+        print(f"note: could not record {stage.label}'s time for estimates: {type(e).__name__}: {e}", file=sys.stderr)
 
 
 def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
@@ -223,50 +229,10 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
 
 
-def throughput(student: str, device: str, kind: str) -> tuple[float | None, str]:
-    """Tokens/s of ``student`` on ``device`` for ``kind`` (train/generate) and where the figure comes from.
-
-    Only a measurement counts: the CPU calibration that ``tracekd train`` / ``generate`` cache for this
-    machine (:mod:`tracekd.train.calibration`). Without one the answer is (None, "unknown: ...").
-    """
-    try:
-        from ..train.calibration import measured
-
-        cal = measured(student, device, kind)
-    except (ImportError, AttributeError, TypeError, ValueError, OSError):
-        cal = None
-    if cal is None:
-        return None, f"unknown: no {kind} measurement of {student} on {device} here"
-    return float(cal.tokens_per_s), (f"{cal.tokens_per_s:.0f} tok/s {kind} measured {cal.measured_at[:10]} "
-                                     f"({cal.precision}, {cal.cpu_model})")
-
-
-def stage_tokens(stage: Stage, run_dir: Path, cache: dict) -> float | None:
-    """Tokens a train stage processes (all epochs, or max_steps' worth) or a generate stage writes (~chars / 4).
-
-    None when the stage's data is not there to count.
-    """
-    build = stage.optional_input("build")
-    count = STAGE_KINDS[stage.kind].tokens
-    if count is None or build is None:
-        return None
-    try:
-        return count(stage, planned_rows(build, run_dir, cache))
-    except (OSError, TracekdError):
-        return None
-
-
 def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cpu") -> tuple[float | None, str]:
-    """(seconds or None, why) for a train or generate stage: its tokens / the measured throughput."""
-    if not is_model_stage(stage):
-        return None, ""
-    rate, source = throughput(stage.spec["student"], device, stage.kind)
-    if rate is None:
-        return None, source
-    tokens = stage_tokens(stage, run_dir, cache)
-    if tokens is None:
-        return None, "unknown: data not there to count"
-    return tokens / rate, source
+    """(seconds or None, where the figures come from) of a stage whose kind estimates its time; else (None, "")."""
+    fn = STAGE_KINDS[stage.kind].estimate
+    return fn(stage, run_dir, cache, device) if fn is not None else (None, "")
 
 
 def missing_data(config: ExperimentConfig) -> list[str]:
@@ -293,9 +259,11 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
     missing = missing_data(config)
     absent = {e.data for e in config.datasets if e.data is not None and not Path(e.data).exists()}
     index = {s.dirname: i for i, s in enumerate(stages, 1)}
+    from .estimate import ASSUMED_STAGE_S, describe_sources
+
     cache: dict = {}
-    sources: dict[tuple[str, str], str] = {}
-    rows, total, unknown = [], 0.0, 0
+    sources: dict[tuple[str, str, str], str] = {}
+    rows, total, unknown, other = [], 0.0, 0, 0.0
     for i, s in enumerate(stages, 1):
         state = stage_state(s, run_dir).state
         if state == "done":
@@ -303,15 +271,17 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
         elif s.kind == "build" and s.spec.get("data") in absent:
             state = "no data"
         est, why = (None, "")
-        if state != "cached" and is_model_stage(s):
+        if state != "cached" and STAGE_KINDS[s.kind].estimate is not None:
             dev = ("cuda" if config.executor.resources_for(s.kind).gpus else "cpu") if executor == "slurm" else device
             est, why = estimate_seconds(s, run_dir, cache, dev)
-            sources[(s.spec["student"], s.kind, dev)] = why
+            sources[(s.spec.get("student", "-"), s.kind, dev)] = why
             if est is None:
                 unknown += 1
             else:
                 total += est
-        row = [str(i), s.label, s.key, state, _fmt_minutes(est) if is_model_stage(s) else "",
+        elif state != "cached" and s.kind in ASSUMED_STAGE_S:  # small stages without a model: assumed
+            other += ASSUMED_STAGE_S[s.kind]
+        row = [str(i), s.label, s.key, state, _fmt_minutes(est) if STAGE_KINDS[s.kind].estimate else "",
                ",".join(str(index[d.dirname]) for d in s.deps) or "-"]
         if executor != "local":
             row.append(resources_summary(config.executor.resources_for(s.kind), executor))
@@ -324,10 +294,15 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
              fmt(head), fmt(["-" * w for w in widths]), *map(fmt, rows)]
     if executor in ("slurm", "submitit-local"):
         lines.append(f"then: analyze + report (after every score stage; {resources_summary(config.executor.resources_for('analyze'), executor)})")
-    lines.append(f"time for what is left (train/generate): {_fmt_minutes(total) if total else '-'}"
-                 + (f" + {unknown} stage(s) unknown" if unknown else ""))
+    if total or other:
+        other += ASSUMED_STAGE_S["analyze"]
+    parts = f"train/generate {_fmt_minutes(total)}, other stages and analyze + report {_fmt_minutes(other)} assumed"
+    lines.append(f"time for what is left: unknown ({unknown} stage(s) cannot be estimated here; the rest: {parts})"
+                 if unknown else f"time for what is left: {_fmt_minutes(total + other)} ({parts})"
+                 if total + other else "time for what is left: -")
     for (student, kind, dev), why in sorted(sources.items()):
         lines.append(f"  {kind} throughput of {student} on {dev}: {why}")
+    lines += describe_sources(cache)
     for s in stages:
         describe = STAGE_KINDS[s.kind].describe
         if describe is not None and not s.done(run_dir):
