@@ -108,7 +108,7 @@ def test_token_counts_fall_back_to_characters(monkeypatch):
 
 def _fake_calibration(tokens_per_s: float):
     return SimpleNamespace(tokens_per_s=tokens_per_s, tokens_per_pass=96, precision="fp32", cpu_model="Test CPU",
-                           measured_at="2026-12-01T10:00:00+00:00")
+                           measured_at="2026-12-01T10:00:00+00:00", seconds=2.0)
 
 
 def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monkeypatch):
@@ -137,6 +137,10 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
     g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
     assert g_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["generate"] + gwork.flops / (rate * 2))
     assert "low bound" in g_source and "completions as long as the targets" in notes
+    starved = SimpleNamespace(**{**vars(_fake_calibration(1.0)), "seconds": 735.0})
+    monkeypatch.setattr(calibration, "measured", lambda *a, **kw: starved)
+    seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
+    assert seconds is None and "took 735 s" in source and "not used" in source
 
     # finished stages measured here replace the calibration: their median rate, overhead and decode step time
     for r in (1e9, 3e9, 2e9):

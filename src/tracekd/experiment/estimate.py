@@ -49,6 +49,8 @@ SHUFFLES = 8
 #: seconds per model stage outside its measured loop (start, imports, model load, calibration, saves) when no
 #: stage has finished here yet; assumed from the CoTemp CPU recipe's stages on this project's 2-core machine
 ASSUMED_OVERHEAD_S = {"train": 30.0, "generate": 20.0}
+#: a calibration that took longer than this (seconds) was starved of the CPU: its rate is not used
+CALIBRATION_MAX_S = 60.0
 #: seconds of the stages without a model and of analyze + report (same machine; not recorded, they are small)
 ASSUMED_STAGE_S = {"synth": 2.0, "build": 2.0, "score": 3.0, "analyze": 10.0}
 
@@ -440,8 +442,12 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def rate_for(student: str, device: str, dims: Dims | None) -> Rate | None:
-    """The best measured rate for ``student`` on ``device``: finished stages here, else the calibration."""
+def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
+    """The best measured rate for ``student`` on ``device``: finished stages here, else the calibration.
+
+    Without either, why not (a string). A calibration whose own wall time shows it was starved of the CPU
+    (over :data:`CALIBRATION_MAX_S`; it is meant to take a few seconds) is not used.
+    """
     train = [r for r in load_records("train", student, device) if r.get("flops_per_s")]
     gen = [r for r in load_records("generate", student, device) if r.get("flops") is not None]
     over_g = _median([r.get("overhead_s") for r in gen])
@@ -456,8 +462,14 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | None:
             from ..train.calibration import measured as cal_measured
 
             cal = cal_measured(student, device, "train")
-        if cal is None or dims is None:
-            return None
+        if cal is None:
+            return f"unknown: no measurement of {student} on {device} here (a finished train stage, or the " \
+                "calibration `tracekd train` caches)"
+        if float(getattr(cal, "seconds", 0) or 0) > CALIBRATION_MAX_S:
+            return (f"unknown: the cached calibration of {student} took {cal.seconds:.0f} s ({cal.tokens_per_s} tok/s, "
+                    f"{cal.measured_at[:16]}): starved of the CPU, not used; a finished train stage will measure")
+        if dims is None:
+            return f"unknown: the shape of {student} is not known here (no config.json in the cache yet)"
         from ..train import calibration
 
         t = int(cal.tokens_per_pass)
@@ -632,9 +644,8 @@ def estimate_stage(stage, run_dir: Path, cache: dict, device: str = "cpu") -> tu
     else:
         work, dims, notes = generate_stage_work(stage, run_dir, cache)
     rate = rate_for(student, device, dims or student_dims(student)[0])
-    if rate is None:
-        return None, (f"unknown: no measurement of {student} on {device} here (a finished train stage, or the "
-                      "calibration `tracekd train` caches)")
+    if isinstance(rate, str):
+        return None, rate
     if work is None:
         return None, f"unknown: {notes[0]} (rate {rate.source})"
     cache.setdefault(("notes", kind), set()).update(notes)
