@@ -148,6 +148,10 @@ class ComputeSettings:
                 "(LM head only on completion positions: same loss and gradients, far smaller logits), model (the "
                 "model's own full-logits cross-entropy), trl (TRL's fused LM-head loss)",
         "choices": list(LOSS_IMPLEMENTATIONS)})
+    micro_batches_by_length: bool = field(default=True, metadata={
+        "help": "within each optimizer step, put rows of similar length in the same micro-batch (less padding); "
+                "the step keeps exactly its rows and its loss (normalised over the whole step), rows never move "
+                "to another step; the dropout masks drawn differ"})
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
