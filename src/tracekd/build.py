@@ -37,19 +37,26 @@ class BuildConfig:
     arms: tuple[str, ...] = field(default=("vanilla", "correct", "incorrect"),
                                   metadata={"help": f"arms to write, from {', '.join(ALL_ARMS)}"})
     seed: int = field(default=0, metadata={"help": "corruption seed (per example: seed + example id)"})
-    template: str | None = field(default=None, metadata={"help": "trace template (default: the dataset's own)"})
-    options: dict = field(default_factory=dict, metadata={"help": "dataset loader options (see `tracekd ls`)"})
+    template: str | None = field(default=None, metadata={
+        "help": "trace template name or YAML file (default: the dataset's own)"})
+    options: dict = field(default_factory=dict, metadata={
+        "help": "dataset loader options: a mapping in YAML, KEY=VALUE flags (repeatable), e.g. --option "
+                "split_seed=42 (see `tracekd ls`)", "aliases": ["--option"], "repeatable": True,
+        "metavar": "KEY=VALUE"})
     max_train: int | None = field(default=None, metadata={
         "help": "keep a label-stratified, seeded subset of this many train examples"})
     max_test: int | None = field(default=None, metadata={"help": "the same for the test split"})
     subset_seed: int = field(default=0, metadata={"help": "seed of those subsets (independent of `seed`)"})
     teacher_responses: tuple[str, ...] = field(default=(), metadata={
-        "help": "folders of `tracekd teacher` responses (answers, summaries, explanations); given, every arm "
-                "is restricted to the teacher-correct subset (the teacher arms need them)"})
+        "help": "folders of `tracekd teacher` responses (answers, summaries, explanations; the flag is "
+                "repeatable); given, every arm is restricted to the teacher-correct subset (the teacher arms "
+                "need them)", "repeatable": True, "metavar": "DIR"})
     teacher_answer: str = field(default="gold", metadata={
-        "help": "what the teacher arms put in <answer>: gold, or teacher (the teacher's own answer text)"})
+        "help": "what the teacher arms put in <answer>: gold, or teacher (the teacher's own answer text)",
+        "choices": ["gold", "teacher"]})
     teacher_prompts: str | None = field(default=None, metadata={
-        "help": "YAML file overriding prompts / class synonyms of tracekd/templates/teacher.yaml"})
+        "help": "YAML file overriding prompts / class synonyms of tracekd/templates/teacher.yaml",
+        "metavar": "YAML"})
     teacher_scorer: str = field(default="strict", metadata={
         "help": "scorer deciding whether the teacher's answer is right (strict: the method's; any answer scorer "
                 "of `tracekd ls`; contains: every gold answer occurs in it as whole words, lenient; none: keep "
@@ -57,7 +64,7 @@ class BuildConfig:
     teacher_trace: str = field(default="reasoning", metadata={
         "help": "the teacher's trace: reasoning (what the server returned as reasoning_content or a <think> "
                 "block; items without one are dropped) or content (the whole answer text: a non-reasoning "
-                "teacher asked to think aloud)"})
+                "teacher asked to think aloud)", "choices": ["reasoning", "content"]})
 
     def __post_init__(self) -> None:
         self.arms = tuple(self.arms)

@@ -24,7 +24,8 @@ status), marco[:CRITERION]. Where strict and cotemp-official differ, and why:
     deleted by its question-overlap rule; "assistant" is deleted from "assistant professor").
 
 Writes OUT/judgements.jsonl (one Judgement per example), OUT/summary.json (what was judged, every line's
-fate, the dataset / student / arm / seed of the cell, the summary) and prints a summary.
+fate, the dataset / student / arm / seed of the cell, the summary) and prints a summary. Every setting is
+also a key of a --config YAML file (flags override it; `tracekd score --explain` lists them).
 """
 
 from __future__ import annotations
@@ -35,66 +36,55 @@ HELP = "parse, verify and score generations against gold examples (joined by id)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("generations", help="generations JSONL")
-    parser.add_argument("--examples", required=True, help="gold examples JSONL (BUILD_DIR/examples/test.jsonl)")
-    parser.add_argument("--out", required=True, help="output directory (refused when not empty, unless --overwrite)")
+    from ..config import add_command_arguments
+    from ..score.config import ScoreConfig
+
+    add_command_arguments(parser, ScoreConfig)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT as a whole")
-    parser.add_argument("--id-field", default="id", help="id field; 'none' joins by question+context")
-    parser.add_argument("--text-field", default="text", help="generated text field (dots for nesting)")
-    parser.add_argument("--finish-field", default="finish_reason", help="finish-reason field ('none' if absent)")
-    parser.add_argument("--question-field", default="question", help="question field for the join without ids")
-    parser.add_argument("--context-field", default="context", help="context field for the join without ids")
-    parser.add_argument("--template", default=None, help="trace template (default: the dataset's)")
-    parser.add_argument("--scorer", default=None,
-                        help="answer scorer: strict (default), cotemp-official (compatibility), marco[:CRITERION]")
-    parser.add_argument("--trace-definition", default="class+evidence-exact",
-                        help="what makes a whole trace correct (default: %(default)s)")
-    parser.add_argument("--strict", action="store_true",
-                        help="fail on the first invalid/duplicate/unknown line instead of reporting it")
-    parser.add_argument("--arm", default=None,
-                        help="the arm these generations come from, recorded for analyze/report (default: the "
-                             "lines' own 'arm' field, else the generations manifest's)")
-    parser.add_argument("--student", default=None,
-                        help="the student that wrote them (default: the generations manifest's)")
-    parser.add_argument("--seed", type=int, default=None, help="the cell's seed (default: the generations manifest's)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import config_from_args
+    from ..score.config import ScoreConfig
+
+    config = config_from_args(args, ScoreConfig)
+    if config is not None:
+        score(config, overwrite=args.overwrite)
+    return 0
+
+
+def score(config, overwrite: bool = False) -> None:
+    """Judge ``config.generations`` (a :class:`~tracekd.score.config.ScoreConfig`) and write ``config.out``."""
     from dataclasses import asdict
     from pathlib import Path
 
+    from ..errors import DataError
     from ..io import manifest, read_records, refuse_existing, replace_dir, sha256_file, write_json, write_records
     from ..records import Example
-    from ..errors import DataError
     from ..score.judge import ReadOptions, read_generations, score_all, settings_for
     from ..stats.summary import format_summary, summarize
 
-    none = lambda v: None if v in (None, "", "none") else v  # noqa: E731
-    refuse_existing(args.out, args.overwrite, "score output folder")
-    for what, p in (("generations", args.generations), ("examples", args.examples)):
+    refuse_existing(config.out, overwrite, "score output folder")
+    for what, p in (("generations", config.generations), ("examples", config.examples)):
         if not Path(p).is_file():
             raise DataError(f"no such {what} file", path=p)
-    examples = read_records(args.examples, Example)
-    settings = settings_for(examples, args.template, args.scorer, args.trace_definition)
-    pairs, report = read_generations(
-        args.generations, examples, id_field=none(args.id_field), text_field=args.text_field,
-        finish_field=none(args.finish_field), question_field=args.question_field,
-        context_field=args.context_field, strict=args.strict)
+    examples = read_records(config.examples, Example)
+    settings = settings_for(examples, config.template, config.scorer, config.trace_definition)
+    read = ReadOptions(config.id_field, config.text_field, config.finish_field, config.question_field, config.context_field)
+    pairs, report = read_generations(config.generations, examples, **asdict(read), strict=config.strict)
     missing = [ex.id for ex in examples if ex.id not in {e.id for e, _ in pairs}]
     judgements = score_all(examples, pairs, settings)
-    out = Path(args.out)
-    cell = recorded_cell(args, examples)
+    out = Path(config.out)
+    cell = recorded_cell(config, examples)
     summary = summarize(judgements, traced=None if cell["arm"] != "vanilla" else False)
-    with replace_dir(out, args.overwrite, "score output folder") as tmp:  # replaced as a whole, never merged
+    with replace_dir(out, overwrite, "score output folder") as tmp:  # replaced as a whole, never merged
         write_records(tmp / "judgements.jsonl", judgements)
         write_json(tmp / "summary.json", manifest(
             kind="score",
             config={"settings": asdict(settings),
-                    "generations": args.generations, "examples": args.examples,
-                    "read": asdict(ReadOptions(none(args.id_field), args.text_field, none(args.finish_field),
-                                               args.question_field, args.context_field))},
+                    "generations": config.generations, "examples": config.examples, "read": asdict(read)},
             seed=cell["seed"], cell=cell,
-            inputs={"generations": sha256_file(args.generations), "examples": sha256_file(args.examples)},
+            inputs={"generations": sha256_file(config.generations), "examples": sha256_file(config.examples)},
             lines=report.to_dict(), missing=missing, summary=summary.to_dict(),  # summary.status counts every status
             files={"judgements.jsonl": sha256_file(tmp / "judgements.jsonl")}))
     print(format_summary(summary))
@@ -106,11 +96,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {n} {what} (listed in {out / 'summary.json'})")
     print(f"judged {len(judgements):,} examples ({len(pairs):,} with a generation, {len(missing):,} missing) "
           f"-> {out / 'judgements.jsonl'}")
-    return 0
 
 
-def recorded_cell(args: argparse.Namespace, examples: list) -> dict:
-    """Dataset, student, arm and seed of what is scored: the flags, else the generations' own records
+def recorded_cell(config, examples: list) -> dict:
+    """Dataset, student, arm and seed of what is scored: the config's, else the generations' own records
     (an ``arm`` field every line shares, as in SFT rows; the ``tracekd generate`` manifest beside them)."""
     from pathlib import Path
 
@@ -118,12 +107,12 @@ def recorded_cell(args: argparse.Namespace, examples: list) -> dict:
     from ..generate.run import manifest_path
     from ..io import iter_jsonl, read_json
 
-    cell = {"dataset": examples[0].dataset if examples else None, "student": args.student, "arm": args.arm,
-            "seed": args.seed}
+    cell = {"dataset": examples[0].dataset if examples else None, "student": config.student, "arm": config.arm,
+            "seed": config.seed}
     if cell["arm"] is None:
         arms = set()
         try:
-            for _, obj in iter_jsonl(args.generations):
+            for _, obj in iter_jsonl(config.generations):
                 arms.add(obj.get("arm") if isinstance(obj.get("arm"), str) else None)
                 if len(arms) > 1:
                     break
@@ -131,7 +120,7 @@ def recorded_cell(args: argparse.Namespace, examples: list) -> dict:
             arms = set()
         if len(arms) == 1:
             cell["arm"] = arms.pop()
-    mpath = manifest_path(args.generations)
+    mpath = manifest_path(config.generations)
     if Path(mpath).is_file():
         m = read_json(mpath)
         config = m.get("config") if isinstance(m, dict) and isinstance(m.get("config"), dict) else {}
