@@ -117,8 +117,8 @@ def check_row(example: Example, row: SFTRow, template: Template) -> None:
     if expect is None:
         return
     parsed = parse(row.completion_text, template, finish_reason="stop")
-    v = verify_steps(parsed, example)
-    got = {"class": not v.label_ok, "evidence": not v.evidence_exact}
+    verdicts = verify_steps(parsed, example)
+    got = {"class": not verdicts.label_ok, "evidence": not verdicts.evidence_exact}
     if parsed.status != "ok" or got != expect:
         raise BuildError(
             f"{example.id}: the {row.arm} trace does not verify as intended "

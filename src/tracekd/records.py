@@ -228,8 +228,8 @@ class Judgement:
             if d.get(k) is not None and not isinstance(d[k], bool):
                 raise DataError("must be true, false or null", field=k, source=where)
         for k in ("evidence_precision", "evidence_recall", "answer_f1"):
-            v = d.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            number = d.get(k)
+            if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
                 raise DataError("must be a number or null", field=k, source=where)
         for k in ("label", "answer", "gold_label"):
             if d.get(k) is not None and not isinstance(d[k], str):

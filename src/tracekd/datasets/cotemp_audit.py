@@ -45,23 +45,23 @@ def audit(path: str | Path, semantics: str = "wikidata") -> dict:
         conf = confusion.setdefault(category, Counter())
         for row in rows:
             n_facts += len(row.facts)
-            v = classify_question(row.question, row.facts, row.answer, row.triple_element, semantics)
-            for i in v.unparsed:
+            verdict = classify_question(row.question, row.facts, row.answer, row.triple_element, semantics)
+            for i in verdict.unparsed:
                 unparsed_facts.append({"id": f"cotemp/{category}/{row.index}", "fact": row.facts[i],
                                        "source": f"{f.name}:{row.line}"})
-            for i in v.inverted:
+            for i in verdict.inverted:
                 inverted.append({"id": f"cotemp/{category}/{row.index}", "fact": row.facts[i],
                                  "source": f"{f.name}:{row.line}"})
-            predicted = v.label or "unclassified"
+            predicted = verdict.label or "unclassified"
             stats["n"] += 1
             conf[predicted] += 1
-            if v.label == category:
+            if verdict.label == category:
                 stats["agree"] += 1
             else:
                 disagreements.append({
                     "id": f"cotemp/{category}/{row.index}", "category": category, "predicted": predicted,
                     "triple_element": row.triple_element, "question": row.question,
-                    "reason": _describe(row, v, row.facts), "source": f"{f.name}:{row.line}",
+                    "reason": _describe(row, verdict, row.facts), "source": f"{f.name}:{row.line}",
                 })
             for s in other:
                 if classify_question(row.question, row.facts, row.answer, row.triple_element, s).label == category:

@@ -204,8 +204,8 @@ def sample_keys(candidates: dict[str, list[Any]], n: int, seed: int, split: str)
 # cell checks: one value of one column -> its clean form, or DataError(message)
 
 
-def _type_name(v: Any) -> str:
-    return type(v).__name__
+def _type_name(value: Any) -> str:
+    return type(value).__name__
 
 
 def check_cell(column: str, value: Any) -> Any:

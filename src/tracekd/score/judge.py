@@ -56,18 +56,18 @@ def judge(example: Example, gen: Generation, template: Template, scorer, trace_d
     scorer that reads the raw text (``cotemp-official``) scores every output, whatever its status.
     """
     parsed = parse(gen.text, template, finish_reason=gen.finish_reason)
-    v = verify_steps(parsed, example)
+    verdicts = verify_steps(parsed, example)
     extra: dict = {}
     if parsed.status in _STEPWISE:
-        v = replace(v, label_ok=bool(v.label_ok))
-        if v.evidence_exact is None:
-            v = _evidence_wrong(v)
+        verdicts = replace(verdicts, label_ok=bool(verdicts.label_ok))
+        if verdicts.evidence_exact is None:
+            verdicts = _evidence_wrong(verdicts)
     elif parsed.status != "ok":
         # a non-ok output is never correct on a step; what the parser did reach is kept in `extra`
-        extra["raw_steps"] = {"label_ok": v.label_ok, "evidence_exact": v.evidence_exact}
-        if v.label_ok or v.evidence_any or v.evidence_all:  # what it reached counts as wrong
-            v = replace(v, **{f: (False if getattr(v, f) else getattr(v, f))
-                              for f in ("label_ok", "evidence_exact", "evidence_all", "evidence_any")})
+        extra["raw_steps"] = {"label_ok": verdicts.label_ok, "evidence_exact": verdicts.evidence_exact}
+        if verdicts.label_ok or verdicts.evidence_any or verdicts.evidence_all:  # what it reached counts as wrong
+            verdicts = replace(verdicts, **{f: (False if getattr(verdicts, f) else getattr(verdicts, f))
+                                            for f in ("label_ok", "evidence_exact", "evidence_all", "evidence_any")})
     if getattr(scorer, "raw_text", False):
         a = scorer(gen.text, example)
         answer_ok, f1 = bool(a.correct), float(a.f1)
@@ -82,14 +82,14 @@ def judge(example: Example, gen: Generation, template: Template, scorer, trace_d
         id=example.id,
         status=parsed.status,
         label=parsed.label,
-        label_ok=v.label_ok,
-        evidence=v.evidence,
-        evidence_exact=v.evidence_exact,
-        evidence_all=v.evidence_all,
-        evidence_any=v.evidence_any,
-        evidence_precision=v.evidence_precision,
-        evidence_recall=v.evidence_recall,
-        trace_ok=trace_ok(parsed.status, v, trace_definition),
+        label_ok=verdicts.label_ok,
+        evidence=verdicts.evidence,
+        evidence_exact=verdicts.evidence_exact,
+        evidence_all=verdicts.evidence_all,
+        evidence_any=verdicts.evidence_any,
+        evidence_precision=verdicts.evidence_precision,
+        evidence_recall=verdicts.evidence_recall,
+        trace_ok=trace_ok(parsed.status, verdicts, trace_definition),
         answer=parsed.answer,
         answer_ok=answer_ok,
         answer_f1=f1,
@@ -98,9 +98,9 @@ def judge(example: Example, gen: Generation, template: Template, scorer, trace_d
     )
 
 
-def _evidence_wrong(v: StepVerdicts) -> StepVerdicts:
+def _evidence_wrong(verdicts: StepVerdicts) -> StepVerdicts:
     """Verdicts of an unreadable evidence step: wrong (precision and recall 0), the class kept."""
-    return replace(v, evidence=(), evidence_exact=False, evidence_all=False, evidence_any=False,
+    return replace(verdicts, evidence=(), evidence_exact=False, evidence_all=False, evidence_any=False,
                    evidence_precision=0.0, evidence_recall=0.0)
 
 

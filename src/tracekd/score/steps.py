@@ -18,10 +18,11 @@ A step the parse did not reach (``label``/``evidence`` None) has verdicts None, 
 >>> from tracekd.traces.parse import ParsedOutput
 >>> ex = Example("x/1", "babi", "test", "Where is Mary?",
 ...              ("Mary went home.", "John left.", "Mary went home."), ("home",), Decomposition("qa1", (2,)))
->>> v = verify_steps(ParsedOutput("ok", "...", "home", "QA1", ("mary went home", "Sam ran.")), ex)
->>> v.label_ok, v.evidence, v.evidence_exact, v.evidence_all, v.evidence_precision, v.unmatched
+>>> verdicts = verify_steps(ParsedOutput("ok", "...", "home", "QA1", ("mary went home", "Sam ran.")), ex)
+>>> (verdicts.label_ok, verdicts.evidence, verdicts.evidence_exact, verdicts.evidence_all,
+...  verdicts.evidence_precision, verdicts.unmatched)
 (True, (2,), False, True, 0.5, 1)
->>> trace_ok("ok", v, "class+evidence-all"), trace_ok("ok", v), trace_ok("truncated", v, "class")
+>>> trace_ok("ok", verdicts, "class+evidence-all"), trace_ok("ok", verdicts), trace_ok("truncated", verdicts, "class")
 (True, False, False)
 """
 
@@ -66,15 +67,18 @@ def evidence_verdicts(predicted, example: Example) -> StepVerdicts:
 
     >>> from tracekd.records import Decomposition, Example
     >>> ex = Example("x/1", "babi", "test", "q?", ("a.", "b.", "c."), ("x",), Decomposition("l", ()))
-    >>> v = evidence_verdicts([], ex)
-    >>> v.evidence_exact, v.evidence_all, v.evidence_any, v.evidence_precision, v.evidence_recall
+    >>> verdicts = evidence_verdicts([], ex)
+    >>> (verdicts.evidence_exact, verdicts.evidence_all, verdicts.evidence_any, verdicts.evidence_precision,
+    ...  verdicts.evidence_recall)
     (True, True, True, 1.0, 1.0)
-    >>> v = evidence_verdicts(["b"], ex)
-    >>> v.evidence_exact, v.evidence_all, v.evidence_any, v.evidence_precision, v.evidence_recall
+    >>> verdicts = evidence_verdicts(["b"], ex)
+    >>> (verdicts.evidence_exact, verdicts.evidence_all, verdicts.evidence_any, verdicts.evidence_precision,
+    ...  verdicts.evidence_recall)
     (False, True, False, 0.0, 1.0)
     >>> ex = Example("x/1", "babi", "test", "q?", ("a.", "b.", "c."), ("x",), Decomposition("l", (0, 2)))
-    >>> v = evidence_verdicts(["A", "a.", "zzz"], ex)
-    >>> v.evidence, v.evidence_exact, v.evidence_any, v.evidence_precision, v.evidence_recall, v.unmatched
+    >>> verdicts = evidence_verdicts(["A", "a.", "zzz"], ex)
+    >>> (verdicts.evidence, verdicts.evidence_exact, verdicts.evidence_any, verdicts.evidence_precision,
+    ...  verdicts.evidence_recall, verdicts.unmatched)
     ((0,), False, True, 0.5, 0.5, 1)
     >>> evidence_verdicts([], ex).evidence_precision
     0.0

@@ -57,10 +57,10 @@ def _encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value):
         out = {}
         for f in dataclasses.fields(value):
-            v = getattr(value, f.name)
-            if v is None and f.metadata.get("omit_none"):
+            field_value = getattr(value, f.name)
+            if field_value is None and f.metadata.get("omit_none"):
                 continue
-            out[_key(f)] = _encode(v)
+            out[_key(f)] = _encode(field_value)
         return out
     if isinstance(value, dict):
         return {k: _encode(v) for k, v in value.items()}

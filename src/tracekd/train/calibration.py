@@ -351,17 +351,17 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     tokens = rows * length
-    prec, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
+    precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
     fp32, bf16 = tokens / _median(times["fp32"]), tokens / _median(times["bf16"])
-    ident = cpu_identity()
-    cal = Calibration(student=student, device="cpu", kind="train", precision=prec,
-                      fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
-                      tokens_per_pass=tokens, seconds=round(time.monotonic() - t0, 3),
-                      cpu_model=ident["cpu_model"], cpu_flags_digest=ident["cpu_flags_digest"], threads=threads,
-                      torch_version=torch_version() or str(torch.__version__), measured_at=_now(),
-                      bf16_speedups=[round(r, 4) for r in speedups])
-    _store(cal)
-    return cal
+    identity = cpu_identity()
+    calibration = Calibration(student=student, device="cpu", kind="train", precision=precision,
+                              fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
+                              tokens_per_pass=tokens, seconds=round(time.monotonic() - t0, 3),
+                              cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
+                              threads=threads, torch_version=torch_version() or str(torch.__version__),
+                              measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups])
+    _store(calibration)
+    return calibration
 
 
 def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], student: str, *,
@@ -378,16 +378,18 @@ def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], stu
     texts16, tok16, s16 = run("bf16")
     identical = texts32 == texts16
     fp32, bf16 = tok32 / max(s32, 1e-9), tok16 / max(s16, 1e-9)
-    prec, reason = choose_precision(fp32, bf16, outputs_identical=identical)
-    ident = cpu_identity()
-    cal = Calibration(student=student, device="cpu", kind="generate", precision=prec,
-                      fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2),
-                      reason=reason + f" ({sum(a == b for a, b in zip(texts32, texts16))}/{len(texts32)} outputs equal)",
-                      tokens_per_pass=tok32, seconds=round(time.monotonic() - t0, 3), cpu_model=ident["cpu_model"],
-                      cpu_flags_digest=ident["cpu_flags_digest"], threads=threads,
-                      torch_version=torch_version() or "", measured_at=_now(), outputs_identical=identical)
-    _store(cal)
-    return cal
+    precision, reason = choose_precision(fp32, bf16, outputs_identical=identical)
+    identity = cpu_identity()
+    equal = sum(a == b for a, b in zip(texts32, texts16))
+    calibration = Calibration(student=student, device="cpu", kind="generate", precision=precision,
+                              fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2),
+                              reason=reason + f" ({equal}/{len(texts32)} outputs equal)",
+                              tokens_per_pass=tok32, seconds=round(time.monotonic() - t0, 3),
+                              cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
+                              threads=threads, torch_version=torch_version() or "", measured_at=_now(),
+                              outputs_identical=identical)
+    _store(calibration)
+    return calibration
 
 
 def explain() -> str:

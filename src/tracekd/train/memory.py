@@ -236,27 +236,29 @@ def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, g
     ...
     tracekd.errors.ConfigError: even one row at a time does not fit max_memory 1.00 GB: the longest row (cotemp/7, 555 tokens) needs ...
     """
-    gc_default = bool(checkpointing)
+    checkpointing_default = bool(checkpointing)
     if shape is None or budget_bytes is None or not rows:
         why = "no budget" if budget_bytes is None else "no estimate for this student"
-        return Plan(batch_size, grad_accum, gc_default, budget_bytes, None, why)
+        return Plan(batch_size, grad_accum, checkpointing_default, budget_bytes, None, why)
     worst = sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)
 
-    def est(micro: int, gc: bool) -> Estimate:
-        return estimate(shape, worst[:micro], trainable_params=trainable_params, checkpointing=gc,
+    def estimate_for(micro: int, with_checkpointing: bool) -> Estimate:
+        return estimate(shape, worst[:micro], trainable_params=trainable_params, checkpointing=with_checkpointing,
                         head_on_completion=head_on_completion)
 
-    options = [gc_default] if checkpointing is not None else [False, True]
-    for gc in options:
+    options = [checkpointing_default] if checkpointing is not None else [False, True]
+    for with_checkpointing in options:
         for micro in _divisors_desc(batch_size):
-            e = est(micro, gc)
+            e = estimate_for(micro, with_checkpointing)
             if e.total <= budget_bytes:
                 split = batch_size // micro
-                why = ("fits" if split == 1 and gc == gc_default else
+                why = ("fits" if split == 1 and with_checkpointing == checkpointing_default else
                        f"batch {batch_size} split into {split} micro-batches of {micro}"
-                       + (" with activation checkpointing" if gc and not gc_default else ""))
-                return Plan(micro, grad_accum * split, gc, budget_bytes, e, why + f" (estimate {e.total / GB:.2f} GB)")
-    e = est(1, options[-1])
+                       + (" with activation checkpointing" if with_checkpointing and not checkpointing_default
+                          else ""))
+                return Plan(micro, grad_accum * split, with_checkpointing, budget_bytes, e,
+                            why + f" (estimate {e.total / GB:.2f} GB)")
+    e = estimate_for(1, options[-1])
     raise ConfigError(
         f"even one row at a time does not fit max_memory {budget_bytes / GB:.2f} GB: the longest row "
         f"({longest_id}, {worst[0][0]} tokens) needs about {e.total / GB:.2f} GB "
