@@ -27,6 +27,7 @@ from typing import Any
 
 from ..config import to_dict
 from ..errors import ConfigError
+from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
 from .config import TrainConfig
 from .batch import keep_global_batch
@@ -105,9 +106,9 @@ def _check_resume(cfg: TrainConfig, out: Path) -> str | None:
         saved = json.loads(saved_path.read_text(encoding="utf-8"))
         now = to_dict(cfg)
         # a setting missing from the saved file is newer than that run: not a difference
-        diff = [k for k in now if k not in RESUME_MAY_CHANGE and k in saved and saved[k] != now[k]]
+        diff = Fingerprint.of(now, ignore=RESUME_MAY_CHANGE).changes(saved)
         if diff:
-            details = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in diff)
+            details = ", ".join(diff)
             raise ConfigError(f"--resume with different settings than the run in {out} ({details}); "
                               "resume with the same settings or train into another folder")
     last = last_complete_checkpoint(ckpt_dir, cleanup=main)
@@ -384,114 +385,212 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accu
     )
 
 
-def train(config: TrainConfig, *, log=print) -> Path:
-    """Fine-tune ``config.student`` with LoRA on ``config.train_file``; return the adapter folder."""
-    import torch
-    import transformers
-    from datasets import Dataset
-    from transformers import ProgressCallback
-    from transformers.trainer_callback import PrinterCallback
+@dataclasses.dataclass
+class Setup:
+    """What a run resolved before reading data: its config (chat template date pinned), output folder,
+    process layout, student and tokenizer."""
 
-    from .. import students
-    from . import hardware
+    config: TrainConfig
+    out: Path
+    started: float  # time.monotonic() at the start
+    main: bool  # the process that writes the files
+    gpus: Any  # devices.GpuPlan
+    batch: Any  # batch.BatchPlan: the global batch kept over the processes
+    student: Any  # students.Student
+    tokenizer: Any
+
+
+@dataclasses.dataclass
+class Data:
+    """The rows that are trained on: tokenised, with the preflight report."""
+
+    file_rows: int  # rows in the train file
+    kept: list[Tokenized]
+    preflight: Preflight
+
+
+@dataclasses.dataclass
+class Model:
+    """The student wrapped with LoRA and how it runs: device, precision, memory plan, loss."""
+
+    model: Any
+    targets: list[str]  # module names LoRA adapted
+    trainable: int
+    total: int
+    device: str
+    precision: str
+    checkpointing: bool
+    threads: int | None
+    calibration: Any  # calibration.Calibration of an auto precision on CPU, else None
+    plain_loss: bool
+    head_on_completion: bool
+    memory_plan: Any  # memory.Plan
+    memory: dict  # the plan as recorded (memory_plan.json)
+
+
+@dataclasses.dataclass
+class Fit:
+    """What the training loop did."""
+
+    trainer: Any
+    args: Any  # trl.SFTConfig
+    resumed_from: str | None  # the checkpoint it resumed from
+    metrics: dict
+    seconds: float
+    rss_before_gb: float
+
+
+def train(config: TrainConfig, *, log=print) -> Path:
+    """Fine-tune ``config.student`` with LoRA on ``config.train_file``; return the adapter folder.
+
+    The steps, in order: :func:`setup`, :func:`load_data`, the output folder's check (a resume, or a run
+    already finished with these settings), :func:`start_output`, :func:`load_model`, :func:`fit`, :func:`save`.
+    """
+    run = setup(config, log)
+    data = load_data(run)
+    resume_from = _check_resume(run.config, run.out)  # the last complete checkpoint; a foreign folder is refused
+    if _already_trained(run, log):
+        return run.out
+    start_output(run, data, resume_from, log)
+    model = load_model(run, data, resume_from, log)
+    done = fit(run, data, model, resume_from)
+    save(run, data, model, done, log)
+    return run.out
+
+
+def setup(config: TrainConfig, log=print) -> Setup:
+    """Devices (before anything starts CUDA), the global batch over processes, determinism, the student's
+    tokenizer and its chat template's date pinned into the config."""
+    from .. import devices, students
 
     quiet_libraries()
-    cfg = config
-    out = Path(cfg.output_dir)
-    t_start = time.monotonic()
-    from .. import devices
-
-    gpus = devices.select_training_device(cfg.device, log=log)  # before anything starts CUDA
-    batch = keep_global_batch(cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps, devices.world_size())
-    if batch.accumulation != cfg.gradient_accumulation_steps:
-        log(f"{batch.world_size} processes: gradient accumulation {cfg.gradient_accumulation_steps} -> "
+    started = time.monotonic()
+    gpus = devices.select_training_device(config.device, log=log)  # before anything starts CUDA
+    batch = keep_global_batch(config.per_device_train_batch_size, config.gradient_accumulation_steps,
+                              devices.world_size())
+    if batch.accumulation != config.gradient_accumulation_steps:
+        log(f"{batch.world_size} processes: gradient accumulation {config.gradient_accumulation_steps} -> "
             f"{batch.accumulation} per process, keeping the global batch of {batch.global_batch}")
-    if cfg.deterministic:
+    if config.deterministic:
         devices.enable_determinism()
     main = _main_process()
-
-    # data and tokenizer
-    student = students.resolve(cfg.student)
+    student = students.resolve(config.student)
     tokenizer = students.load_tokenizer(student)
-    ctk = students.pin_template_kwargs(tokenizer.chat_template, cfg.chat_template_kwargs)
-    if ctk != cfg.chat_template_kwargs:  # recorded in train_config.json and the manifest; generate reuses it
-        cfg = dataclasses.replace(cfg, chat_template_kwargs=ctk)
-        log(f"the chat template stamps a date: pinned to date_string={ctk['date_string']!r}")
+    pinned = students.pin_template_kwargs(tokenizer.chat_template, config.chat_template_kwargs)
+    if pinned != config.chat_template_kwargs:  # recorded in train_config.json and the manifest; generate reuses it
+        config = dataclasses.replace(config, chat_template_kwargs=pinned)
+        log(f"the chat template stamps a date: pinned to date_string={pinned['date_string']!r}")
+    return Setup(config, Path(config.output_dir), started, main, gpus, batch, student, tokenizer)
+
+
+def load_data(run: Setup) -> Data:
+    """Read the train file, take the configured subset, tokenise and check every row (the preflight)."""
+    cfg = run.config
     all_rows = read_rows(cfg.train_file)
     rows = subset(all_rows, cfg.max_examples, cfg.seed)
-    kept, report = preflight(rows, tokenizer, cfg.max_length, path=cfg.train_file, drop=cfg.drop_overlong,
+    kept, report = preflight(rows, run.tokenizer, cfg.max_length, path=cfg.train_file, drop=cfg.drop_overlong,
                              chat_template_kwargs=cfg.chat_template_kwargs)
+    return Data(len(all_rows), kept, report)
 
-    # resume or fresh start
-    last_ckpt = _check_resume(cfg, out)
-    if cfg.resume and (out / "manifest.json").exists():
-        done = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-        saved = done.get("config") or {}
-        now = to_dict(cfg) | {"resume": saved.get("resume")}  # settings newer than that run are not compared
-        if saved and all(k in now and now[k] == v for k, v in saved.items()):
-            log(f"{out} is already trained with these settings; nothing to do")
-            return out
-    if main:
+
+def _already_trained(run: Setup, log=print) -> bool:
+    """Whether ``--resume`` finds the folder finished with these settings (then there is nothing to do)."""
+    cfg, out = run.config, run.out
+    if not (cfg.resume and (out / "manifest.json").exists()):
+        return False
+    done = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    saved = done.get("config") or {}
+    now = to_dict(cfg) | {"resume": saved.get("resume")}  # settings newer than that run are not compared
+    if saved and all(k in now and now[k] == v for k, v in saved.items()):
+        log(f"{out} is already trained with these settings; nothing to do")
+        return True
+    return False
+
+
+def start_output(run: Setup, data: Data, resume_from: str | None, log=print) -> None:
+    """The main process writes the preflight report and the config into the output folder; a resumed run's
+    step log is cut back to the checkpoint, a fresh run's removed."""
+    cfg, out = run.config, run.out
+    if run.main:
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "preflight.json", report.to_dict())
-        if not (out / "train_config.json").exists() or last_ckpt is None:
+        write_json(out / "preflight.json", data.preflight.to_dict())
+        if not (out / "train_config.json").exists() or resume_from is None:
             write_json(out / "train_config.json", to_dict(cfg))
-        if last_ckpt is None:
+        if resume_from is None:
             (out / LOG_NAME).unlink(missing_ok=True)
         else:
-            state = json.loads((Path(last_ckpt) / "trainer_state.json").read_text(encoding="utf-8"))
+            state = json.loads((Path(resume_from) / "trainer_state.json").read_text(encoding="utf-8"))
             _truncate_log(out / LOG_NAME, int(state["global_step"]))
-            log(f"resuming from {last_ckpt} (step {state['global_step']})")
-    if report.dropped:
-        log(f"preflight: dropped {report.dropped} row(s) (see {out / 'preflight.json'})")
+            log(f"resuming from {resume_from} (step {state['global_step']})")
+    if data.preflight.dropped:
+        log(f"preflight: dropped {data.preflight.dropped} row(s) (see {out / 'preflight.json'})")
 
-    # memory budget, planned before the model loads (a row that cannot fit even alone is an error now)
-    dev = hardware.device()
+
+def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Model:
+    """The memory plan (before the model loads: a row that cannot fit even alone is an error now), the
+    precision (measured on CPU for ``auto``) and the student wrapped with LoRA."""
+    import transformers
+
+    from . import hardware
+    from .loss import supports
+
+    cfg = run.config
+    device = hardware.device()
     plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
-        cfg.loss_implementation == "auto" and (dev != "cuda" or importlib.util.find_spec("triton") is None))
+        cfg.loss_implementation == "auto" and (device != "cuda" or importlib.util.find_spec("triton") is None))
     head_on_completion = plain_loss and cfg.loss_implementation != "model"
-    mem_plan, mem_saved = _memory_plan(cfg, out, last_ckpt, student, kept, dev, batch.accumulation,
-                                       head_on_completion, log)
-    gc = mem_plan.gradient_checkpointing
-
-    # model
-    if dev == "cpu":
+    mem_plan, mem_saved = _memory_plan(cfg, run.out, resume_from, run.student, data.kept, device,
+                                       run.batch.accumulation, head_on_completion, log)
+    checkpointing = mem_plan.gradient_checkpointing
+    if device == "cpu":
         from .memory import return_freed_memory_to_os
 
         return_freed_memory_to_os()
-    threads = hardware.use_physical_cores() if dev == "cpu" else None
-    prec = hardware.precision(cfg.precision, dev)
+    threads = hardware.use_physical_cores() if device == "cpu" else None
+    precision = hardware.precision(cfg.precision, device)
     transformers.set_seed(cfg.seed)  # before PEFT draws the LoRA initialisation
-    model, targets = _peft_model(cfg, student, dev, prec, gc, log)
+    model, targets = _peft_model(cfg, run.student, device, precision, checkpointing, log)
     trainable, total = model.get_nb_trainable_parameters()
     cal = None
-    if dev == "cpu" and cfg.precision == "auto":
-        from .loss import supports
-
-        cal = _calibration(out, last_ckpt, model, cfg.student, kept, head_on_completion and supports(model))
-        prec = hardware.precision(cfg.precision, dev, cpu_measured=cal.precision)
-        log(f"precision auto: {prec} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
+    if device == "cpu" and cfg.precision == "auto":
+        cal = _calibration(run.out, resume_from, model, cfg.student, data.kept,
+                           head_on_completion and supports(model))
+        precision = hardware.precision(cfg.precision, device, cpu_measured=cal.precision)
+        log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
             f"{cal.seconds:.2f} s)")
-
-    dataset = Dataset.from_dict({
-        "input_ids": [t.input_ids for t in kept],
-        "labels": [t.labels for t in kept],
-        "row_index": list(range(len(kept))),
-    })
-    args = _sft_config(cfg, out, dev, prec, gc, accumulation=mem_plan.gradient_accumulation_steps,
-                       per_device=mem_plan.per_device_train_batch_size)
-    devices.check_single_process_gpus(args.n_gpu, gpus.world_size)
-    from .loss import supports
-
     if head_on_completion and not supports(model):
         if cfg.loss_implementation == "completion-head":
             raise ConfigError(f"loss_implementation completion-head does not support student {cfg.student!r} "
                               "(logit soft-capping/scaling or an unusual layout); use auto or model")
         head_on_completion = False
-    Trainer = _make_trainer_class(plain_loss, head_on_completion, cfg.micro_batches_by_length)
-    trainer = Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      data_collator=_collator(tokenizer.pad_token_id))
+    return Model(model, targets, trainable, total, device, precision, checkpointing, threads, cal, plain_loss,
+                 head_on_completion, mem_plan, mem_saved)
+
+
+def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
+    """The training loop: TRL's trainer over the tokenised rows, logging every step's rows to train_log.jsonl,
+    resuming from the last checkpoint when there is one; the adapter is saved into the output folder."""
+    from datasets import Dataset
+    from transformers import ProgressCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    from .. import devices
+    from .memory import current_rss
+
+    cfg, out, kept = run.config, run.out, data.kept
+    dataset = Dataset.from_dict({
+        "input_ids": [t.input_ids for t in kept],
+        "labels": [t.labels for t in kept],
+        "row_index": list(range(len(kept))),
+    })
+    args = _sft_config(cfg, out, model.device, model.precision, model.checkpointing,
+                       accumulation=model.memory_plan.gradient_accumulation_steps,
+                       per_device=model.memory_plan.per_device_train_batch_size)
+    devices.check_single_process_gpus(args.n_gpu, run.gpus.world_size)
+    Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.micro_batches_by_length)
+    trainer = Trainer(model=model.model, args=args, train_dataset=dataset, processing_class=run.tokenizer,
+                      data_collator=_collator(run.tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
     trainer.tracekd_features = [{"input_ids": t.input_ids, "labels": t.labels, "row_index": i}
                                 for i, t in enumerate(kept)]
@@ -500,71 +599,72 @@ def train(config: TrainConfig, *, log=print) -> Path:
     trainer.remove_callback(ProgressCallback)
     if cfg.progress:
         trainer.add_callback(_progress_callback())
-
-    appender = JsonlAppender(out / LOG_NAME) if main else None
+    appender = JsonlAppender(out / LOG_NAME) if run.main else None
     trainer.tracekd_log = appender
-    from .memory import current_rss
-
-    rss_before_train = current_rss()
-    t_train = time.monotonic()
+    rss_before = current_rss()
+    started = time.monotonic()
     try:
-        result = trainer.train(resume_from_checkpoint=last_ckpt)
+        result = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         if appender is not None:
             appender.close()
-    train_seconds = time.monotonic() - t_train
+    seconds = time.monotonic() - started
     trainer.save_model(str(out))
+    return Fit(trainer, args, resume_from, result.metrics, seconds, round(rss_before / 1024 ** 3, 3))
 
-    if main:
-        m = _manifest(cfg, student, students.weight_hashes(student), targets, trainable, total, prec, gc, dev, args,
-                      report, kept, len(all_rows), out, result.metrics, trainer.state, train_seconds,
-                      time.monotonic() - t_start, last_ckpt, plain_loss, head_on_completion, cal, threads,
-                      {**mem_saved, "rss_before_train_gb": round(rss_before_train / 1024 ** 3, 3)})
-        write_json(out / "manifest.json", m)
-        log(f"trained {trainer.state.global_step} steps in {train_seconds:.0f} s "
-            f"(final loss {m['loss_curve'][-1][1] if m['loss_curve'] else float('nan'):.4f}); adapter: {out}")
-    if dev == "cuda":
+
+def save(run: Setup, data: Data, model: Model, done: Fit, log=print) -> None:
+    """The manifest (main process), then CUDA's cache emptied."""
+    import torch
+
+    from .. import students
+
+    if run.main:
+        m = _manifest(run, data, model, done, students.weight_hashes(run.student))
+        write_json(run.out / "manifest.json", m)
+        log(f"trained {done.trainer.state.global_step} steps in {done.seconds:.0f} s "
+            f"(final loss {m['loss_curve'][-1][1] if m['loss_curve'] else float('nan'):.4f}); adapter: {run.out}")
+    if model.device == "cuda":
         torch.cuda.empty_cache()
-    return out
 
 
-def _manifest(cfg: TrainConfig, student, weights: dict, targets: list[str], trainable: int, total: int, prec: str,
-              gc: bool, dev: str, args, report: Preflight, kept: list[Tokenized], n_file_rows: int, out: Path,
-              metrics: dict, state, train_seconds: float, total_seconds: float, resumed_from: str | None,
-              plain_loss: bool, head_on_completion: bool = False, cal=None, threads: int | None = None,
-              memory_plan: dict | None = None) -> dict:
+def _manifest(run: Setup, data: Data, model: Model, done: Fit, weights: dict) -> dict:
+    cfg, out, args, state = run.config, run.out, done.args, done.trainer.state
     curve = [[o["step"], o["loss"]] for _, o in iter_jsonl(out / LOG_NAME)] if (out / LOG_NAME).exists() else []
     tokens = int(state.num_input_tokens_seen or 0)
+    report, cal = data.preflight, model.calibration
     return manifest(
         kind="train",
         config=to_dict(cfg),
         seed=cfg.seed,
         files={"train_file": sha256_file(cfg.train_file)},
-        student={**student.describe(), "weights_sha256": weights},
+        student={**run.student.describe(), "weights_sha256": weights},
         lora={"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
-              "target_modules_requested": list(cfg.lora_target_modules), "target_modules_resolved": targets,
-              "trainable_parameters": trainable, "all_parameters": total, "qlora": cfg.qlora},
-        resolved={"device": dev, "precision": prec, "gradient_checkpointing": gc, "optim": args.optim,
+              "target_modules_requested": list(cfg.lora_target_modules), "target_modules_resolved": model.targets,
+              "trainable_parameters": model.trainable, "all_parameters": model.total, "qlora": cfg.qlora},
+        resolved={"device": model.device, "precision": model.precision,
+                  "gradient_checkpointing": model.checkpointing, "optim": args.optim,
                   "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
                   * max(1, args.world_size), "world_size": args.world_size, "max_steps": state.max_steps,
                   "gradient_accumulation_steps": args.gradient_accumulation_steps,
                   "loss": "completion tokens only (prompt tokens labelled -100)",
                   "loss_implementation": ("LM head on completion positions only (tracekd.train.loss)"
-                                          if head_on_completion else "transformers cross-entropy" if plain_loss
-                                          else "TRL fused LM head"),
+                                          if model.head_on_completion else "transformers cross-entropy"
+                                          if model.plain_loss else "TRL fused LM head"),
                   "precision_source": ("requested" if cfg.precision != "auto" else "measured" if cal is not None
                                        else "device support"),
-                  "calibration": cal.to_dict() if cal is not None else None, "torch_threads": threads},
-        data={"file_rows": n_file_rows, "subset_rows": report.rows, "trained_rows": len(kept),
+                  "calibration": cal.to_dict() if cal is not None else None, "torch_threads": model.threads},
+        data={"file_rows": data.file_rows, "subset_rows": report.rows, "trained_rows": len(data.kept),
               "dropped_rows": report.dropped, "trainable_tokens": report.trainable_tokens,
               "max_length": cfg.max_length, "longest_row_tokens": report.longest},
-        timing={"train_seconds": round(train_seconds, 2), "total_seconds": round(total_seconds, 2),
-                "tokens_seen": tokens, "tokens_per_second": round(tokens / train_seconds, 2) if train_seconds else None,
+        timing={"train_seconds": round(done.seconds, 2),
+                "total_seconds": round(time.monotonic() - run.started, 2),
+                "tokens_seen": tokens, "tokens_per_second": round(tokens / done.seconds, 2) if done.seconds else None,
                 "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3),
-                "trainer_metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float))}},
-        memory={**(memory_plan or {}),
+                "trainer_metrics": {k: v for k, v in done.metrics.items() if isinstance(v, (int, float))}},
+        memory={**model.memory, "rss_before_train_gb": done.rss_before_gb,
                 "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024, 3)},
-        resumed_from=resumed_from,
+        resumed_from=done.resumed_from,
         global_step=state.global_step,
         loss_curve=curve,
     )
