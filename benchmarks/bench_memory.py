@@ -12,6 +12,9 @@ loss of every step. Variants switch one lever at a time, so differences are what
     tracekd          the defaults of `tracekd train` now (all of the above except ckpt, budget auto)
     budget-3.5GB     the defaults with --max-memory 3.5GB (the CoTemp CPU recipe's setting): the step is split
                      into micro-batches (same rows per optimizer step), checkpointing only if that is not enough
+    micro-1          the step's 4 rows as 4 micro-batches of 1 (no padding, no checkpointing, no budget)
+    *-keep-malloc    the same with glibc's malloc defaults (TRACEKD_KEEP_MALLOC=1): the speed the fixed mmap
+                     threshold costs in page faults (system time) against the memory it saves
 
 and prints the estimate of :mod:`tracekd.train.memory` (weights, LoRA + optimizer state,
 activations, logits, attention) next to what was measured. Rows: the shared CoTemp files when
@@ -42,6 +45,10 @@ VARIANTS = {
     "+ckpt": ({"loss_implementation": "completion-head", "max_memory": "off", "gradient_checkpointing": True}, {}),
     "tracekd": ({}, {}),
     "budget-3.5GB": ({"max_memory": "3.5GB"}, {}),
+    "budget-3.5GB-keep-malloc": ({"max_memory": "3.5GB"}, {"TRACEKD_KEEP_MALLOC": "1"}),
+    "micro-1": ({"per_device_train_batch_size": 1, "gradient_accumulation_steps": 4, "max_memory": "off"}, {}),
+    "micro-1-keep-malloc": ({"per_device_train_batch_size": 1, "gradient_accumulation_steps": 4,
+                             "max_memory": "off"}, {"TRACEKD_KEEP_MALLOC": "1"}),
 }
 
 CHILD = r"""
@@ -85,6 +92,7 @@ def run_variant(name: str, rows: Path, out: Path, steps: int, student: str, prec
     res = json.loads(stdout.strip().splitlines()[-1])
     return {"variant": name, "peak_rss_gb": round(usage.ru_maxrss / 1024 ** 2, 3),
             "rss_before_train_gb": res["memory"].get("rss_before_train_gb"), "wall_s": round(wall, 1),
+            "user_s": round(usage.ru_utime, 1), "system_s": round(usage.ru_stime, 1),
             "tok_per_s": res["timing"]["tokens_per_second"], "loss_curve": res["loss_curve"],
             "plan": {k: res["memory"].get(k) for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
                                                         "gradient_checkpointing", "reason")},
@@ -95,9 +103,10 @@ def run_variant(name: str, rows: Path, out: Path, steps: int, student: str, prec
 def estimates(rows: Path, student: str, batch: int) -> dict:
     """:mod:`tracekd.train.memory`'s breakdown for the ``batch`` longest rows, with and without the levers."""
     from tracekd import students
+    from tracekd.runtime import read_rows
     from tracekd.train import memory
     from tracekd.train.config import METHOD_TARGET_MODULES
-    from tracekd.train.data import preflight, read_rows
+    from tracekd.train.data import preflight
 
     s = students.resolve(student)
     kept, _ = preflight(read_rows(rows), students.load_tokenizer(s), 2048)
@@ -141,11 +150,14 @@ def main() -> int:
     print(f"CPU: {cpu_identity()['cpu_model']} ({os.cpu_count()} CPUs; bf16 flags: {' '.join(bf16_flags()) or '-'})")
     print(f"rows: {est['rows']} CoTemp rows, mean {est['mean_tokens']} tokens "
           f"({est['mean_completion_tokens']} completion); longest batch {est['longest_batch']}")
-    print(f"{'variant':<10} {'peak GB':>8} {'vs base':>8} {'before train':>12} {'tok/s':>7} {'vs base':>8}  losses")
+    w = max(10, *(len(r["variant"]) for r in results))
+    print(f"{'variant':<{w}} {'peak GB':>8} {'vs base':>8} {'before train':>12} {'tok/s':>7} {'vs base':>8} "
+          f"{'user s':>7} {'sys s':>6}  losses")
     for r in results:
-        print(f"{r['variant']:<10} {r['peak_rss_gb']:>8.2f} {r['peak_rss_gb'] / base['peak_rss_gb']:>7.2f}x "
+        print(f"{r['variant']:<{w}} {r['peak_rss_gb']:>8.2f} {r['peak_rss_gb'] / base['peak_rss_gb']:>7.2f}x "
               f"{r['rss_before_train_gb'] or 0:>12.2f} {r['tok_per_s']:>7.1f} "
-              f"{r['tok_per_s'] / base['tok_per_s']:>7.2f}x  {[round(x, 4) for _, x in r['loss_curve']]}")
+              f"{r['tok_per_s'] / base['tok_per_s']:>7.2f}x {r['user_s']:>7.1f} {r['system_s']:>6.1f}  "
+              f"{[round(x, 4) for _, x in r['loss_curve']]}")
     print(f"estimate (GB) for the {a.batch} longest rows:")
     for k in ("full logits", "head on completion", "head + checkpointing"):
         print(f"  {k:<22} " + ", ".join(f"{n} {v}" for n, v in est[k].items() if n != "unit"))

@@ -508,6 +508,65 @@ def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file,
     assert ms["memory"]["estimate"]["total"] <= ms["memory"]["budget_gb"] and ms["memory"]["peak_rss_gb"] > 0
 
 
+def test_mixed_plan_checkpoints_only_rows_over_the_threshold():
+    """No micro-batch fits without checkpointing for the longest row: one row per micro-batch, and only
+    rows over the threshold recompute; the estimate at the threshold and with checkpointing fit."""
+    from tracekd.train import memory
+
+    shape = memory.Shape(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152,
+                         weight_bytes=538_000_000)
+    rows = [(1136, 150), (1000, 120), (600, 90), (550, 80), (500, 70), (480, 60)]
+    kw = dict(trainable_params=4_884_480, head_on_completion=True)
+    alone = memory.estimate(shape, [(1136, 150)], checkpointing=False, **kw).total
+    second = memory.estimate(shape, [(1000, 150)], checkpointing=False, **kw).total
+    budget = (alone + second) // 2
+    p = memory.plan(shape, rows, batch_size=4, grad_accum=1, budget_bytes=budget, checkpointing=None, **kw)
+    assert (p.per_device_train_batch_size, p.gradient_accumulation_steps, p.gradient_checkpointing) == (1, 4, True)
+    assert 1000 <= p.checkpoint_above_tokens < 1136 and "1 of 6 rows" in p.reason
+    assert p.estimate.total <= budget and p.to_dict()["checkpoint_above_tokens"] == p.checkpoint_above_tokens
+    fixed = memory.plan(shape, rows, batch_size=4, grad_accum=1, budget_bytes=budget, checkpointing=True, **kw)
+    assert fixed.checkpoint_above_tokens is None  # checkpointing asked for: every micro-batch
+
+
+def test_mixed_checkpointing_keeps_the_loss_curve(rows_file, tmp_path, monkeypatch):
+    """Checkpointing switched per micro-batch (long rows only) trains the same steps to the same losses."""
+    from tracekd import students
+    from tracekd.train import memory
+    from tracekd.train.data import preflight as pf
+
+    kept, _ = pf(read_rows(rows_file), students.load_tokenizer(students.resolve("tiny-random")), 256)
+    lengths = sorted(len(t.input_ids) for t in kept)
+    threshold = lengths[len(lengths) // 2]  # the tiny student's memory is all runtime: set the rule directly
+
+    def mixed(shape, rows, *, batch_size, grad_accum, budget_bytes, **_):
+        return memory.Plan(1, grad_accum * batch_size, True, budget_bytes, None, "mixed (test)",
+                           checkpoint_above_tokens=threshold)
+
+    monkeypatch.setattr(memory, "plan", mixed)
+    budget = "1GB"
+    switches = []
+    real = memory.set_checkpointing
+
+    def spy(model, on):
+        switches.append(on)
+        real(model, on)
+        layers = model.__dict__["_tracekd_checkpointed"]
+        assert layers and all(m.gradient_checkpointing is on for m in layers)  # the decoder layers follow
+
+    monkeypatch.setattr(memory, "set_checkpointing", spy)
+    common = dict(max_steps=3, lora_dropout=0.0)
+    whole = train(tiny(rows_file, tmp_path / "whole", max_memory="off", **common), log=lambda *_: None)
+    mixed = train(tiny(rows_file, tmp_path / "mixed", max_memory=budget, **common), log=lambda *_: None)
+    mw = json.loads((whole / "manifest.json").read_text())
+    mm = json.loads((mixed / "manifest.json").read_text())
+    assert mm["memory"]["checkpoint_above_tokens"] is not None, mm["memory"]
+    assert mm["memory"]["per_device_train_batch_size"] == 1
+    assert True in switches and False in switches  # some micro-batches recomputed, others not
+    assert [r["ids"] for r in log_lines(mixed)] == [r["ids"] for r in log_lines(whole)]
+    for (s1, l1), (s2, l2) in zip(mw["loss_curve"], mm["loss_curve"], strict=True):
+        assert s1 == s2 and l2 == pytest.approx(l1, rel=1e-4, abs=1e-5)
+
+
 def test_row_that_cannot_fit_is_an_error_before_loading(rows_file, tmp_path, monkeypatch):
     """Even one row with checkpointing over the budget: a ConfigError naming the longest row, no model loaded."""
     from tracekd import students

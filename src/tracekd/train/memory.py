@@ -13,8 +13,9 @@ Where the memory of a LoRA step goes (float32 on CPU, per token ``t`` of a padde
 
 :func:`plan` keeps the optimizer step the same (same rows per step, loss normalised over the whole
 step) and only splits it into smaller micro-batches - then, if one row at a time still does not fit,
-switches activation checkpointing on - and refuses before anything is loaded when even that does
-not fit, naming the longest row.
+switches activation checkpointing on for the micro-batches that need it (those longer than a token
+threshold; the rest run without recomputation) - and refuses before anything is loaded when even
+that does not fit, naming the longest row.
 """
 
 from __future__ import annotations
@@ -198,11 +199,15 @@ class Plan:
     budget_bytes: int | None
     estimate: Estimate | None
     reason: str
+    #: with checkpointing on: only micro-batches of more than this many (padded) tokens recompute their
+    #: activations; None = every micro-batch does
+    checkpoint_above_tokens: int | None = None
 
     def to_dict(self) -> dict:
         return {"per_device_train_batch_size": self.per_device_train_batch_size,
                 "gradient_accumulation_steps": self.gradient_accumulation_steps,
                 "gradient_checkpointing": self.gradient_checkpointing,
+                "checkpoint_above_tokens": self.checkpoint_above_tokens,
                 "budget_gb": round(self.budget_bytes / GB, 3) if self.budget_bytes else None,
                 "estimate": self.estimate.to_dict() if self.estimate else None, "reason": self.reason}
 
@@ -248,6 +253,11 @@ def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, g
 
     options = [checkpointing_default] if checkpointing is not None else [False, True]
     for with_checkpointing in options:
+        if with_checkpointing and checkpointing is None:
+            mixed = _mixed_plan(shape, worst, batch_size, grad_accum, budget_bytes, trainable_params,
+                                head_on_completion)
+            if mixed is not None:
+                return mixed
         for micro in _divisors_desc(batch_size):
             e = estimate_for(micro, with_checkpointing)
             if e.total <= budget_bytes:
@@ -264,6 +274,45 @@ def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, g
         f"({longest_id}, {worst[0][0]} tokens) needs about {e.total / GB:.2f} GB "
         f"({', '.join(f'{k} {v} GB' for k, v in e.to_dict().items() if k not in ('total', 'unit'))}); "
         "raise --max-memory, lower --max-length with --drop-overlong, or use a smaller student")
+
+
+def _mixed_plan(shape: Shape, worst: list[tuple[int, int]], batch_size: int, grad_accum: int, budget_bytes: int,
+                trainable_params: int, head_on_completion: bool) -> Plan | None:
+    """One row per micro-batch, activation checkpointing only for rows too long to fit without it.
+
+    None when the longest row does not fit even with checkpointing. The threshold is one token below
+    the shortest row that does not fit without checkpointing, so every row at or under it fits.
+    """
+    def total(row: tuple[int, int], checkpointing: bool) -> int:
+        return estimate(shape, [row], trainable_params=trainable_params, checkpointing=checkpointing,
+                        head_on_completion=head_on_completion).total
+
+    if max(total(r, True) for r in worst) > budget_bytes:
+        return None
+    threshold = min(t for t, c in worst if total((t, c), False) > budget_bytes) - 1
+    under = [r for r in worst if r[0] <= threshold]
+    over = len(worst) - len(under)
+    peak = max([estimate(shape, [r], trainable_params=trainable_params, checkpointing=r[0] > threshold,
+                         head_on_completion=head_on_completion) for r in worst], key=lambda e: e.total)
+    why = (f"batch {batch_size} split into {batch_size} micro-batches of 1; activation checkpointing only for rows "
+           f"over {threshold} tokens ({over} of {len(worst)} rows) (estimate {peak.total / GB:.2f} GB)")
+    return Plan(1, grad_accum * batch_size, True, budget_bytes, peak, why, checkpoint_above_tokens=threshold)
+
+
+def set_checkpointing(model, on: bool) -> None:
+    """Switch activation checkpointing on or off for the next forward pass of an enabled model.
+
+    transformers' decoder layers recompute only while their ``gradient_checkpointing`` flag is set
+    (``gradient_checkpointing_enable`` sets it and the function that recomputes); flipping the flags
+    keeps that function, so a micro-batch can skip the recomputation it does not need. The layers are
+    the ones enabled when this is first called.
+    """
+    layers = model.__dict__.get("_tracekd_checkpointed")
+    if layers is None:
+        layers = [m for m in model.modules() if getattr(m, "gradient_checkpointing", None) is True]
+        model.__dict__["_tracekd_checkpointed"] = layers
+    for module in layers:
+        module.gradient_checkpointing = on
 
 
 def current_rss() -> int:

@@ -123,7 +123,8 @@ def _truncate_log(path: Path, last_step: int) -> None:
     write_text(path, "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in keep))
 
 
-def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False, by_length: bool = False):
+def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False, by_length: bool = False,
+                        checkpoint_above: int | None = None):
     """SFTTrainer that records which rows made each optimizer step and logs every step to JSONL.
 
     With ``plain_loss`` the loss is the model's own cross-entropy on the (completion-only) labels,
@@ -132,7 +133,8 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
     the same loss values. With ``head_on_completion`` too, the LM head runs only on the positions
     that carry a loss (:mod:`.loss`): same value and gradients, a fraction of the logits' memory.
     With ``by_length`` each optimizer step's rows are regrouped into micro-batches of similar length
-    (:func:`.batch.regroup_step`; needs ``tracekd_features``).
+    (:func:`.batch.regroup_step`; needs ``tracekd_features``). With ``checkpoint_above`` (tokens) only
+    micro-batches longer than that recompute their activations (:func:`.memory.set_checkpointing`).
     """
     from accelerate.utils import gather_object
     from transformers import Trainer
@@ -167,6 +169,10 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
                                         num_items_in_batch=num_items_in_batch)
 
         def training_step(self, model, inputs, *args, **kwargs):
+            if checkpoint_above is not None:
+                from .memory import set_checkpointing
+
+                set_checkpointing(model, inputs["input_ids"].numel() > checkpoint_above)
             idx = inputs.pop("row_index", None)
             if idx is not None:
                 self.tracekd_ids.extend(self.tracekd_row_ids[i] for i in idx.tolist())
@@ -327,7 +333,8 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
     if last_ckpt is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         return memory.Plan(saved["per_device_train_batch_size"], saved["gradient_accumulation_steps"],
-                           saved["gradient_checkpointing"], None, None, "kept from the interrupted run"), saved
+                           saved["gradient_checkpointing"], None, None, "kept from the interrupted run",
+                           checkpoint_above_tokens=saved.get("checkpoint_above_tokens")), saved
     shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
     gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else (True if dev == "cuda" else None)
     longest = max(kept, key=lambda t: len(t.input_ids))
@@ -588,7 +595,8 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
                        accumulation=model.memory_plan.gradient_accumulation_steps,
                        per_device=model.memory_plan.per_device_train_batch_size)
     devices.check_single_process_gpus(args.n_gpu, run.gpus.world_size)
-    Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.micro_batches_by_length)
+    Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.micro_batches_by_length,
+                                  model.memory_plan.checkpoint_above_tokens if model.checkpointing else None)
     trainer = Trainer(model=model.model, args=args, train_dataset=dataset, processing_class=run.tokenizer,
                       data_collator=_collator(run.tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
