@@ -13,13 +13,18 @@ each line says what the lever buys on this machine:
     precision       auto (measured fp32 vs bf16 autocast)  vs  the other format
     checkpointing   off on CPU                              vs  on (TRL's default)
     loss            LM head on completion positions         vs  the model's full-logits loss, TRL's fused loss
+    micro-batches   each step's rows grouped by length      vs  micro-batches as drawn (more padding)
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
+
+Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
+each time), printing each one's choice, paired speed-ups and wall time: is it short, is it stable?
 
 Runs alternate plain / tracekd where the machine is shared, and every run records the 1-minute load
 average, so disturbed figures can be recognised.
 
     python benchmarks/bench_train.py                      # smollm2-135m, 32 rows (~10 min on 2 idle cores)
     python benchmarks/bench_train.py --levers none        # only plain vs tracekd
+    python benchmarks/bench_train.py --levers precision,micro-batches --skip-plain   # levers only
     python benchmarks/bench_train.py --student tiny-random --rows 16   # seconds, for a smoke check
 """
 
@@ -67,7 +72,37 @@ LEVERS = {
     "checkpointing": lambda chosen: {"gradient_checkpointing": True},
     "loss-model": lambda chosen: {"loss_implementation": "model"},
     "loss-trl": lambda chosen: {"loss_implementation": "trl"},
+    "micro-batches": lambda chosen: {"micro_batches_by_length": False},
 }
+
+
+def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
+    """Run the training precision calibration ``n`` times on one loaded student + LoRA (as `tracekd train` does)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tracekd import students
+    from tracekd.train.calibration import calibrate_training
+    from tracekd.train.loss import completion_loss, supports
+
+    s = students.resolve(student_name)
+    tok = students.load_tokenizer(s)
+    rows = [json.loads(x) for x in rows_path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    lengths = [len(tok(tok.apply_chat_template(r["prompt"] + r["completion"], tokenize=False))["input_ids"])
+               for r in rows]  # the rows' token counts (the probe takes their median)
+    model = get_peft_model(students.load_model(s, dtype=torch.float32),
+                           LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS,
+                                      task_type="CAUSAL_LM"))
+    loss = completion_loss if supports(model) else None
+    out = []
+    for _ in range(n):
+        load = os.getloadavg()[0]
+        cal = calibrate_training(model, student_name, lengths, refresh=True, loss=loss)
+        out.append({"precision": cal.precision, "seconds": cal.seconds, "bf16_speedups": cal.bf16_speedups,
+                    "fp32_tokens_per_s": cal.fp32_tokens_per_s, "bf16_tokens_per_s": cal.bf16_tokens_per_s,
+                    "tokens_per_pass": cal.tokens_per_pass, "load_avg_1min": round(max(load, os.getloadavg()[0]), 2)})
+    del model
+    return out
 
 
 def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, **settings) -> dict:
@@ -96,8 +131,12 @@ def main() -> int:
     ap.add_argument("--levers", default=",".join(LEVERS), help=f"levers to revert one at a time ({', '.join(LEVERS)}"
                                                                ", threads) or none")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument("--calibrations", type=int, default=3,
+                    help="fresh precision calibrations to time first (0: none; the trainings use the last one)")
+    ap.add_argument("--skip-plain", action="store_true", help="leave out the plain SFTTrainer run (levers only)")
     a = ap.parse_args()
     levers = [] if a.levers == "none" else [x.strip() for x in a.levers.split(",") if x.strip()]
+    load_start = round(os.getloadavg()[0], 2)
 
     from tracekd import students
     from tracekd.train.calibration import bf16_flags, cpu_identity
@@ -110,12 +149,16 @@ def main() -> int:
         lines = [x for x in src.read_text(encoding="utf-8").splitlines() if x.strip()][: a.rows]
         rows_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
         students.load_tokenizer(students.resolve(a.student))  # materialise the cache outside the timings
+        cals = calibrations(a.student, rows_path, a.calibrations) if a.calibrations > 0 else []
 
         ours = tracekd_run(a.student, rows_path, tmp / "tracekd", a.seed)
-        t_load = os.getloadavg()[0]
-        plain_s, plain_tokens, plain_steps = plain_sft(a.student, rows_path, tmp / "plain", a.seed)
-        plain = {"seconds": round(plain_s, 2), "tokens": plain_tokens, "tok_per_s": round(plain_tokens / plain_s, 2),
-                 "steps": plain_steps, "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2)}
+        plain = None
+        if not a.skip_plain:
+            t_load = os.getloadavg()[0]
+            plain_s, plain_tokens, plain_steps = plain_sft(a.student, rows_path, tmp / "plain", a.seed)
+            plain = {"seconds": round(plain_s, 2), "tokens": plain_tokens,
+                     "tok_per_s": round(plain_tokens / plain_s, 2), "steps": plain_steps,
+                     "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2)}
         reverted = {}
         for i, lever in enumerate(levers):
             if lever == "threads":
@@ -136,8 +179,9 @@ def main() -> int:
     cal = ours["calibration"] or {}
     result = {
         "student": a.student, "rows": len(lines), "cpu": cpu_identity()["cpu_model"], "cpus": os.cpu_count(),
-        "bf16_flags": bf16_flags(), "tracekd_train": ours, "plain_sfttrainer": plain,
-        "ratio": round(ours["tok_per_s"] / plain["tok_per_s"], 2),
+        "bf16_flags": bf16_flags(), "load_avg_1min_at_start": load_start, "calibrations": cals,
+        "tracekd_train": ours, "plain_sfttrainer": plain,
+        "ratio": round(ours["tok_per_s"] / plain["tok_per_s"], 2) if plain else None,
         "levers": {k: ({"tok_per_s": v["tok_per_s"], "settings": v["settings"],
                         "tracekd_over_reverted": round(ours["tok_per_s"] / v["tok_per_s"], 2),
                         "load_avg_1min": v["load_avg_1min"]} if "tok_per_s" in v else v)
@@ -145,16 +189,25 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     print(f"CPU: {result['cpu']} ({result['cpus']} CPUs; bf16 flags: {' '.join(result['bf16_flags']) or '-'})")
+    print(f"load average (1 min) at start: {load_start}")
+    for i, c in enumerate(cals, 1):
+        print(f"calibration {i}/{len(cals)}: {c['precision']} in {c['seconds']:.2f} s (bf16 speed-ups per pair "
+              f"{', '.join(f'{r:.2f}' for r in c['bf16_speedups'])}; fp32 {c['fp32_tokens_per_s']:.0f} vs bf16 "
+              f"{c['bf16_tokens_per_s']:.0f} tok/s, {c['tokens_per_pass']} tokens per pass, load {c['load_avg_1min']})")
     if cal:
-        print(f"calibration: fp32 {cal['fp32_tokens_per_s']} vs bf16 {cal['bf16_tokens_per_s']} tok/s -> "
-              f"{cal['precision']} ({cal['seconds']} s)")
-    print(f"tracekd train: {ours['tok_per_s']:.1f} tok/s ({ours['precision']}, {ours['loss']}) vs plain SFTTrainer "
-          f"defaults: {plain['tok_per_s']:.1f} tok/s -> {result['ratio']:.2f}x ({a.student}, {len(lines)} rows; "
-          "target >= 1.5x)")
+        print(f"calibration used by the trainings: fp32 {cal['fp32_tokens_per_s']} vs bf16 "
+              f"{cal['bf16_tokens_per_s']} tok/s -> {cal['precision']} ({cal['seconds']} s)")
+    ours_line = (f"tracekd train: {ours['tok_per_s']:.1f} tok/s ({ours['precision']}, {ours['loss']}, "
+                 f"load {ours['load_avg_1min']})")
+    if plain:
+        print(f"{ours_line} vs plain SFTTrainer defaults: {plain['tok_per_s']:.1f} tok/s (load "
+              f"{plain['load_avg_1min']}) -> {result['ratio']:.2f}x ({a.student}, {len(lines)} rows; target >= 1.5x)")
+    else:
+        print(ours_line)
     for k, v in result["levers"].items():
         if "tok_per_s" in v:
             print(f"  lever {k:<14} reverted ({v['settings']}): {v['tok_per_s']:.1f} tok/s -> the lever buys "
-                  f"{v['tracekd_over_reverted']:.2f}x")
+                  f"{v['tracekd_over_reverted']:.2f}x (load {v['load_avg_1min']})")
         else:
             print(f"  lever {k:<14} {v['skipped']}")
     if a.json:
