@@ -213,3 +213,29 @@ def test_cpu_precision_auto_follows_the_generation_calibration(rows_file, tmp_pa
     # the file started in fp32, run again, keeps fp32 (its settings must not change mid-file)
     generate(cfg(rows_file, tmp_path / "a.jsonl", max_examples=4), log=lambda *_: None)
     assert json.loads((tmp_path / "a.manifest.json").read_text())["settings"]["precision"] == "fp32"
+
+
+def test_shared_prefix_prefill_gives_the_plain_paths_tokens(rows_file, tmp_path):
+    """The prompts' common prefix prefilled once and reused gives, token for token, what full prompts give."""
+    from tracekd import students
+    from tracekd.generate import hf
+    from tracekd.train.data import prompt_ids
+
+    student = students.resolve("tiny-random")
+    tok = students.load_tokenizer(student)
+    prompts = [prompt_ids(tok, r["prompt"]) for _, r in iter_jsonl(rows_file)]
+    batches = [prompts[:5], prompts[5:10], prompts[10:]]
+    assert all(hf.shared_prefix_length(b) >= 20 for b in batches)  # system turn + instruction line at least
+    model = hf.load_model_with_adapter(student, None, None, "cpu")
+    outs = {}
+    for shared in (True, False):
+        gen = hf.HFGenerator(model, tok, max_new_tokens=16, shared_prefix=shared)
+        outs[shared] = [c for b in batches for c in gen.generate(b)]
+        assert (gen.prefix_tokens_saved > 0) == shared
+    assert [(c.text, c.completion_tokens, c.finish_reason) for c in outs[True]] == \
+        [(c.text, c.completion_tokens, c.finish_reason) for c in outs[False]]
+    assert len({c.text for c in outs[True]}) > 3  # the prompts' own tokens steer the outputs
+    # end to end, the setting off and on
+    on = read(generate(cfg(rows_file, tmp_path / "on.jsonl"), log=lambda *_: None))
+    off = read(generate(cfg(rows_file, tmp_path / "off.jsonl", shared_prefix=False), log=lambda *_: None))
+    assert on == off

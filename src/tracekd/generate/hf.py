@@ -2,15 +2,60 @@
 
 Prompts are left-padded into one tensor per batch; decoding is greedy unless sampling is asked
 for, and stops at the student's end-of-sequence token(s) or after ``max_new_tokens``.
+
+**Shared-prefix prefill.** The prompts of a batch usually begin with the same tokens (the chat
+template's system turn and the instruction's first line). Their key/value cache is computed once,
+from one copy of the prefix, kept for the next batch with the same prefix, and repeated over the
+batch's rows; only the rest of each prompt is prefilled, left-padded after the prefix::
+
+    [prefix P tokens][pad ... suffix of row i][generated ...]     attention mask 1..1 0..0 1..1 1...
+
+Position ids follow the mask (``cumsum - 1``), so every token has the position it has in the
+unpadded prompt, and the result is the plain path's up to float rounding (greedy outputs tested equal).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Sequence
 
 from .base import Completion, cut_at_stop
 from .config import hf_sampling
+
+#: shortest shared prefix worth a separate prefill (below it the plain path is used)
+MIN_SHARED_PREFIX = 4
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """Tokens every prompt begins with, leaving at least one token of the shortest prompt after them.
+
+    >>> shared_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2, 5]])
+    2
+    >>> shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]])     # the shortest keeps its last token
+    2
+    >>> shared_prefix_length([[7, 1], [8, 1]])
+    0
+    """
+    if not prompts:
+        return 0
+    limit = min(len(p) for p in prompts) - 1
+    first = prompts[0]
+    n = 0
+    while n < limit and all(p[n] == first[n] for p in prompts):
+        n += 1
+    return n
+
+
+def supports_prefix_cache(model) -> bool:
+    """True for decoder-only models whose cache is the plain growing key/value cache (no sliding window,
+    no linear-attention state), the layout :class:`HFGenerator`'s shared prefix is written for."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    layer_types = getattr(text, "layer_types", None) or []
+    return not (any(t != "full_attention" for t in layer_types) or getattr(text, "sliding_window", None))
 
 
 def stop_token_ids(model, tokenizer) -> set[int]:
@@ -44,10 +89,17 @@ class HFGenerator:
     name = "hf"
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0,
-                 top_p: float = 1.0, top_k: int = 0, device: str = "cpu"):
+                 top_p: float = 1.0, top_k: int = 0, device: str = "cpu", shared_prefix: bool = True):
         from transformers import GenerationConfig
 
         self.model = model
+        self.shared_prefix = shared_prefix and supports_prefix_cache(model)
+        self._prefix: tuple[int, ...] = ()
+        self._prefix_cache = None
+        # transformers >= 5.x names the key/value cache ``cache`` (``past_key_values`` before)
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        #: prompt tokens prefilled once per batch instead of once per row (counted for the manifest)
+        self.prefix_tokens_saved = 0
         self.tokenizer = tokenizer
         self.device = device
         self.max_new_tokens = max_new_tokens
@@ -61,21 +113,48 @@ class HFGenerator:
             bos_token_id=tokenizer.bos_token_id, use_cache=True,
             **hf_sampling(do_sample, temperature, top_p, top_k))
 
+    def _cache_of_prefix(self, prefix: tuple[int, ...], rows: int):
+        """A fresh key/value cache holding ``prefix`` for ``rows`` rows (the prefix's forward pass is kept)."""
+        import copy
+
+        import torch
+
+        if prefix != self._prefix or self._prefix_cache is None:
+            ids = torch.tensor([prefix], dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                out = self.model(input_ids=ids, use_cache=True)
+            self._prefix_cache = getattr(out, self._cache_kwarg)
+            self._prefix = prefix
+        cache = copy.deepcopy(self._prefix_cache)  # generate appends to it; the kept one stays the prefix
+        cache.batch_repeat_interleave(rows)
+        return cache
+
     def generate(self, prompts: Sequence[Sequence[int]], *, seed: int = 0) -> list[Completion]:
         import torch
 
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding: every prompt ends at the same column
-            ids[i, width - len(p):] = torch.tensor(list(p), dtype=torch.long)
-            mask[i, width - len(p):] = 1
+        n_prefix = shared_prefix_length(prompts) if self.shared_prefix and len(prompts) > 1 else 0
+        if n_prefix < MIN_SHARED_PREFIX:
+            n_prefix = 0
+        prefix = tuple(prompts[0][:n_prefix])
+        suffixes = [list(p[n_prefix:]) for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(prompts), n_prefix + width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), n_prefix + width), dtype=torch.long)
+        ids[:, :n_prefix] = torch.tensor(prefix, dtype=torch.long)
+        mask[:, :n_prefix] = 1
+        for i, s in enumerate(suffixes):  # left padding: every prompt ends at the same column
+            ids[i, n_prefix + width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, n_prefix + width - len(s):] = 1
+        extra = {}
+        if n_prefix:
+            extra[self._cache_kwarg] = self._cache_of_prefix(prefix, len(prompts))
+            self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
         if self.do_sample:
             torch.manual_seed(seed)
         with torch.inference_mode():
-            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **extra)
         results = []
-        for row in out[:, width:].tolist():
+        for row in out[:, n_prefix + width:].tolist():
             tokens, reason = cut_at_stop(row, self.stop_ids, self.max_new_tokens)
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             results.append(Completion(text=text, finish_reason=reason, completion_tokens=len(tokens)))
@@ -85,5 +164,6 @@ class HFGenerator:
         import torch
 
         del self.model
+        self._prefix_cache = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

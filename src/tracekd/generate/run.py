@@ -156,7 +156,8 @@ def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec
 
         model = load_model_with_adapter(student, adapter, torch_dtype(prec), dev)
         return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
-                           temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=dev)
+                           temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=dev,
+                           shared_prefix=cfg.shared_prefix)
     if cfg.backend == "vllm":
         if dev != "cuda":
             raise ConfigError("--backend vllm needs a CUDA GPU; use --backend hf on this machine")
