@@ -139,8 +139,8 @@ def main() -> int:
     load_start = round(os.getloadavg()[0], 2)
 
     from tracekd import students
+    from tracekd.runtime import physical_cores
     from tracekd.train.calibration import bf16_flags, cpu_identity
-    from tracekd.train.hardware import physical_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -219,7 +219,7 @@ def test_shared_prefix_prefill_gives_the_plain_paths_tokens(rows_file, tmp_path)
     """The prompts' common prefix prefilled once and reused gives, token for token, what full prompts give."""
     from tracekd import students
     from tracekd.generate import hf
-    from tracekd.train.data import prompt_ids
+    from tracekd.runtime import prompt_ids
 
     student = students.resolve("tiny-random")
     tok = students.load_tokenizer(student)

@@ -7,11 +7,10 @@ import os
 import pytest
 import torch
 
-from tracekd import devices
+from tracekd import devices, runtime
 from tracekd.errors import ConfigError
 from tracekd.io import write_jsonl
 from tracekd.train import TrainConfig, train
-from tracekd.train import hardware
 
 # ----------------------------------------------------------------------------- one GPU or many (point 2)
 
@@ -129,13 +128,13 @@ def test_precision_follows_compute_capability(monkeypatch, capability, name, exp
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
-    assert hardware.precision("auto", "cuda") == expected
-    assert hardware.precision("fp32", "cuda") == "fp32"
+    assert runtime.precision("auto", "cuda") == expected
+    assert runtime.precision("fp32", "cuda") == "fp32"
     if expected == "fp16":
         with pytest.raises(ConfigError, match=f"bf16 needs compute capability >= 8.0; {name} has"):
-            hardware.precision("bf16", "cuda")
+            runtime.precision("bf16", "cuda")
     else:
-        assert hardware.precision("bf16", "cuda") == "bf16"
+        assert runtime.precision("bf16", "cuda") == "bf16"
 
 
 def test_qlora_compute_dtype_follows_precision(monkeypatch):

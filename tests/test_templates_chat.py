@@ -14,9 +14,10 @@ from tracekd import students
 from tracekd.errors import DataError
 from tracekd.io import write_jsonl
 from tracekd.records import Decomposition, Example, SFTRow
+from tracekd.runtime import prompt_ids, read_rows
 from tracekd.traces.parse import parse
 from tracekd.traces.templates import get_template, render_row
-from tracekd.train.data import IGNORE_INDEX, preflight, prompt_ids, read_rows, tokenize_row
+from tracekd.train.data import IGNORE_INDEX, preflight, tokenize_row
 
 trl = pytest.importorskip("trl")
 TEMPLATES = Path(trl.__file__).parent / "chat_templates"

@@ -16,8 +16,9 @@ from tracekd.config import load_config
 from tracekd.errors import ConfigError, DataError
 from tracekd.io import iter_jsonl, sha256_file, write_jsonl
 from tracekd.records import Decomposition, SFTRow
+from tracekd.runtime import read_rows
 from tracekd.train import TrainConfig, train
-from tracekd.train.data import preflight, read_rows
+from tracekd.train.data import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 PEOPLE = ["Mary", "John", "Sandra", "Daniel"]
@@ -312,8 +313,8 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     (100.0, 190.0, True, "bf16"),
 ])
 def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
+    from tracekd.runtime import decide_precision
     from tracekd.train.calibration import choose_precision
-    from tracekd.train.hardware import decide_precision
 
     got, reason = choose_precision(fp32, bf16, outputs_identical=identical)
     assert got == chosen and "measured" in reason or "differ" in reason

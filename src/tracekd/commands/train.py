@@ -56,7 +56,7 @@ def check_inputs(config) -> None:
     from ..errors import DataError
     from ..io import iter_jsonl
     from ..records import kind_of
-    from ..train.data import read_rows
+    from ..runtime import read_rows
 
     path = Path(config.train_file)
     hint = "pass an arm's SFT rows: BUILD_DIR/ARM/train.jsonl written by `tracekd build`"

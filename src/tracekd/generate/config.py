@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..config import SECTION, sectioned
 from ..errors import ConfigError, did_you_mean
-from ..train.hardware import PRECISIONS
+from ..runtime import PRECISIONS
 
 BACKENDS = ("hf", "vllm")
 

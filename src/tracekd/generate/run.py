@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import runtime
 from ..config import to_dict
 from ..errors import ConfigError, DataError
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
@@ -105,17 +106,16 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
 def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifest: Path | None) -> str:
     """``auto`` on CPU: bf16 only where a calibration measured it faster with identical greedy outputs
     (:func:`tracekd.train.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
-    from ..train import hardware
     from ..train.calibration import measured
 
     if cfg.precision != "auto" or dev != "cpu":
-        return hardware.precision(cfg.precision, dev)
+        return runtime.precision(cfg.precision, dev)
     if resumed_manifest is not None and resumed_manifest.is_file():
         before = json.loads(resumed_manifest.read_text(encoding="utf-8")).get("settings", {}).get("precision")
         if before in ("fp32", "bf16"):
             return before
     cal = measured(student_name, "cpu", "generate")
-    return hardware.precision("auto", dev, cpu_measured=cal.precision if cal else None)
+    return runtime.precision("auto", dev, cpu_measured=cal.precision if cal else None)
 
 
 def _merged_folder(student, adapter: Path, prec: str) -> Path:
@@ -124,7 +124,6 @@ def _merged_folder(student, adapter: Path, prec: str) -> Path:
     Keyed by the base student's weight hashes and the adapter's full hashes (:func:`.merge.merged_cache_key`).
     """
     from .. import students
-    from ..train.hardware import torch_dtype
     from .hf import load_model_with_adapter
     from .merge import adapter_hashes, merged_cache_key
 
@@ -139,7 +138,7 @@ def _merged_folder(student, adapter: Path, prec: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:  # written beside, renamed into place: a killed merge never leaves a half folder
-        load_model_with_adapter(student, adapter, torch_dtype(prec), "cpu").save_pretrained(tmp)
+        load_model_with_adapter(student, adapter, runtime.torch_dtype(prec), "cpu").save_pretrained(tmp)
         students.load_tokenizer(student).save_pretrained(tmp)
         if not target.exists():
             os.replace(tmp, target)
@@ -149,12 +148,11 @@ def _merged_folder(student, adapter: Path, prec: str) -> Path:
 
 
 def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec: str, dev: str, settings: dict):
-    from ..train.hardware import torch_dtype
 
     if cfg.backend == "hf":
         from .hf import HFGenerator, load_model_with_adapter
 
-        model = load_model_with_adapter(student, adapter, torch_dtype(prec), dev)
+        model = load_model_with_adapter(student, adapter, runtime.torch_dtype(prec), dev)
         return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
                            temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=dev,
                            shared_prefix=cfg.shared_prefix)
@@ -189,15 +187,12 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
     from tqdm.auto import tqdm
 
     from .. import students
-    from ..train import hardware
-    from ..train.data import prompt_ids, read_rows, subset
-    from ..train.run import quiet_libraries
 
-    quiet_libraries()
+    runtime.quiet_libraries()
     cfg = config
     t_start = time.monotonic()
     out = Path(cfg.output_file)
-    rows = subset([lr.row for lr in read_rows(cfg.input_file, need_completion=False)], cfg.max_examples, cfg.seed)
+    rows = runtime.subset([lr.row for lr in runtime.read_rows(cfg.input_file, need_completion=False)], cfg.max_examples, cfg.seed)
     adapter = find_adapter(cfg.adapter) if cfg.adapter else None
     trained = adapter_training(adapter) if adapter else {}
     student_name = cfg.student or trained.get("student") or DEFAULT_STUDENT
@@ -213,7 +208,7 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
     student = students.resolve(student_name)
     tokenizer = students.load_tokenizer(student)
     ctk = students.pin_template_kwargs(tokenizer.chat_template, ctk)  # the training's date, or the same pinned one
-    dev = hardware.device()
+    dev = runtime.device()
     wanted = {r.id: r for r in rows}
     done = _existing(out, wanted)
     mpath = manifest_path(out)
@@ -228,7 +223,7 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
              "seconds_now": 0.0}
     write_json(mpath, _manifest(cfg, settings, student, stats, complete=False))
     if todo:
-        prompts = [prompt_ids(tokenizer, r.prompt, ctk) for r in todo]
+        prompts = [runtime.prompt_ids(tokenizer, r.prompt, ctk) for r in todo]
         order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
         backend = _backend(cfg, student, tokenizer, adapter, prec, dev, settings)
         bar = tqdm(total=len(rows), initial=len(done), desc="generate", unit="row", dynamic_ncols=True,

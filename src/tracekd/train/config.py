@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 from ..config import SECTION, sectioned
 from ..errors import ConfigError, did_you_mean
+from ..runtime import PRECISIONS
 from ..students import DEFAULT_STUDENT
-from .hardware import PRECISIONS
 
 #: the method's LoRA targets: attention q,k,v,o and MLP gate,up,down projections
 METHOD_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

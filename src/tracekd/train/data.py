@@ -18,76 +18,15 @@ the completion is tokenised after the prompt's own tokens, so the prefix holds t
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from ..errors import DataError
-from ..io import iter_jsonl
 from ..records import SFTRow
+from ..runtime import LineRow, prompt_ids, token_ids
 
 IGNORE_INDEX = -100
-
-
-@dataclass(frozen=True)
-class LineRow:
-    """An SFT row and the line of its file (for error messages)."""
-
-    line: int
-    row: SFTRow
-
-
-def _check_messages(messages: Any, fld: str, path: Path, line: int) -> None:
-    if not isinstance(messages, (list, tuple)) or not messages:
-        raise DataError("must be a non-empty list of messages", path=path, line=line, field=fld)
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
-            raise DataError(f"message {i} must be {{'role': str, 'content': str}}", path=path, line=line, field=fld)
-
-
-def read_rows(path: str | Path, *, need_completion: bool = True) -> list[LineRow]:
-    """Read and check an SFT JSONL: every row well-formed, ids unique."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path=path)
-    out: list[LineRow] = []
-    seen: dict[str, int] = {}
-    for line, obj in iter_jsonl(path):
-        try:
-            row = SFTRow.from_dict(obj)
-        except DataError as e:
-            raise e.located(path, line) from None
-        _check_messages(row.prompt, "prompt", path, line)
-        if need_completion:
-            _check_messages(row.completion, "completion", path, line)
-            if any(m["role"] != "assistant" for m in row.completion):
-                raise DataError("completion messages must have role 'assistant'", path=path, line=line,
-                                field="completion")
-        if row.id in seen:
-            raise DataError(f"duplicate id {row.id!r} (first on line {seen[row.id]})", path=path, line=line,
-                            field="id")
-        seen[row.id] = line
-        out.append(LineRow(line, row))
-    if not out:
-        raise DataError("no rows", path=path)
-    return out
-
-
-def subset(rows: Sequence[Any], n: int | None, seed: int) -> list[Any]:
-    """A seeded random subset of ``n`` rows, kept in file order (all rows when ``n`` is None or large).
-
-    >>> subset(list(range(10)), 3, seed=0)
-    [0, 6, 9]
-    >>> subset(list(range(4)), None, seed=0)
-    [0, 1, 2, 3]
-    """
-    if n is None or n >= len(rows):
-        return list(rows)
-    if n < 1:
-        raise DataError(f"max_examples must be >= 1, got {n}")
-    keep = sorted(random.Random(seed).sample(range(len(rows)), n))
-    return [rows[i] for i in keep]
 
 
 def text_divergence(prompt_text: str, full_text: str) -> int | None:
@@ -118,17 +57,6 @@ class TemplateMismatch(ValueError):
                          f"{self.full_at!r}")
 
 
-def _ids(encoded: Any) -> list[int]:
-    ids = encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
-    return list(ids)
-
-
-def prompt_ids(tokenizer, messages: Sequence[dict], chat_template_kwargs: dict | None = None) -> list[int]:
-    """Token ids of a prompt through the chat template, ending with the generation prompt."""
-    return _ids(tokenizer.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True,
-                                              return_dict=True, **(chat_template_kwargs or {})))
-
-
 def tokenize_row(tokenizer, row: SFTRow, chat_template_kwargs: dict | None = None) -> tuple[list[int], list[int]]:
     """``(input_ids, labels)`` of one row, labels -100 on the generation prompt, which ``input_ids`` starts with.
 
@@ -137,7 +65,7 @@ def tokenize_row(tokenizer, row: SFTRow, chat_template_kwargs: dict | None = Non
     """
     ctk = chat_template_kwargs or {}
     p = prompt_ids(tokenizer, row.prompt, ctk)
-    full = _ids(tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=True,
+    full = token_ids(tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=True,
                                               return_dict=True, **ctk))
     if full[:len(p)] != p:
         p_text = tokenizer.apply_chat_template(list(row.prompt), tokenize=False, add_generation_prompt=True, **ctk)
@@ -146,7 +74,7 @@ def tokenize_row(tokenizer, row: SFTRow, chat_template_kwargs: dict | None = Non
         if at is not None:
             raise TemplateMismatch(p_text, full_text, at)
         # same text, tokens merged across the boundary: the completion goes after the prompt's own tokens
-        full = p + _ids(tokenizer(full_text[len(p_text):], add_special_tokens=False))
+        full = p + token_ids(tokenizer(full_text[len(p_text):], add_special_tokens=False))
     return full, [IGNORE_INDEX] * len(p) + full[len(p):]
 
 

@@ -25,31 +25,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import runtime
 from ..config import to_dict
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
 from .config import TrainConfig
 from .batch import keep_global_batch
-from .data import Preflight, Tokenized, preflight, read_rows, subset
+from .data import Preflight, Tokenized, preflight
 
 #: config fields a resumed run may change without changing what is trained
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
                      "device", "deterministic"}
 
 LOG_NAME = "train_log.jsonl"
-
-
-def quiet_libraries() -> None:
-    """Silence the libraries' own progress bars and deprecation chatter (tracekd shows its own progress)."""
-    import warnings
-
-    import datasets
-    import transformers
-
-    datasets.utils.logging.disable_progress_bar()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl|peft)(\.|$)")
 
 
 def _main_process() -> bool:
@@ -271,7 +260,6 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from .. import students
-    from . import hardware
 
     quant = _quantization(cfg, dev, prec)
     device_map = None
@@ -281,7 +269,7 @@ def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
         device_map = {"": PartialState().local_process_index}
     # on CPU the weights stay float32 and bf16 means autocast (what the calibration measured)
     weights = "fp32" if dev == "cpu" or prec == "fp16" else prec
-    model = students.load_model(student, dtype=hardware.torch_dtype(weights),
+    model = students.load_model(student, dtype=runtime.torch_dtype(weights),
                                 quantization_config=quant, device_map=device_map)
     model.config.use_cache = False
     if quant is not None:
@@ -470,7 +458,7 @@ def setup(config: TrainConfig, log=print) -> Setup:
     tokenizer and its chat template's date pinned into the config."""
     from .. import devices, students
 
-    quiet_libraries()
+    runtime.quiet_libraries()
     started = time.monotonic()
     gpus = devices.select_training_device(config.device, log=log)  # before anything starts CUDA
     batch = keep_global_batch(config.per_device_train_batch_size, config.gradient_accumulation_steps,
@@ -493,8 +481,8 @@ def setup(config: TrainConfig, log=print) -> Setup:
 def load_data(run: Setup) -> Data:
     """Read the train file, take the configured subset, tokenise and check every row (the preflight)."""
     cfg = run.config
-    all_rows = read_rows(cfg.train_file)
-    rows = subset(all_rows, cfg.max_examples, cfg.seed)
+    all_rows = runtime.read_rows(cfg.train_file)
+    rows = runtime.subset(all_rows, cfg.max_examples, cfg.seed)
     kept, report = preflight(rows, run.tokenizer, cfg.max_length, path=cfg.train_file, drop=cfg.drop_overlong,
                              chat_template_kwargs=cfg.chat_template_kwargs)
     return Data(len(all_rows), kept, report)
@@ -538,11 +526,10 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     precision (measured on CPU for ``auto``) and the student wrapped with LoRA."""
     import transformers
 
-    from . import hardware
     from .loss import supports
 
     cfg = run.config
-    device = hardware.device()
+    device = runtime.device()
     plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
         cfg.loss_implementation == "auto" and (device != "cuda" or importlib.util.find_spec("triton") is None))
     head_on_completion = plain_loss and cfg.loss_implementation != "model"
@@ -553,8 +540,8 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         from .memory import return_freed_memory_to_os
 
         return_freed_memory_to_os()
-    threads = hardware.use_physical_cores() if device == "cpu" else None
-    precision = hardware.precision(cfg.precision, device)
+    threads = runtime.use_physical_cores() if device == "cpu" else None
+    precision = runtime.precision(cfg.precision, device)
     transformers.set_seed(cfg.seed)  # before PEFT draws the LoRA initialisation
     model, targets = _peft_model(cfg, run.student, device, precision, checkpointing, log)
     trainable, total = model.get_nb_trainable_parameters()
@@ -562,7 +549,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     if device == "cpu" and cfg.precision == "auto":
         cal = _calibration(run.out, resume_from, model, cfg.student, data.kept,
                            head_on_completion and supports(model))
-        precision = hardware.precision(cfg.precision, device, cpu_measured=cal.precision)
+        precision = runtime.precision(cfg.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
             f"{cal.seconds:.2f} s)")
