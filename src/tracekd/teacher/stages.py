@@ -307,14 +307,14 @@ def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
 
     spec = stage.spec
     prompts = load_prompts(spec.get("prompts"))
-    synth = [d for d in stage.deps if d.kind == "synth"]
-    if synth and not synth[0].done(run_dir):  # generated data: make it in memory's stead, in a temporary folder
+    synth = stage.optional_input("synth")
+    if synth is not None and not synth.done(run_dir):  # generated data: made in a temporary folder instead
         import tempfile
 
         from ..synth import generate_into
 
         with tempfile.TemporaryDirectory() as tmp:
-            generate_into(synth[0].spec, Path(tmp) / "data")
+            generate_into(synth.spec, Path(tmp) / "data")
             examples = load_examples(spec, str(Path(tmp) / "data"))
     else:
         examples = load_examples(spec, data)
