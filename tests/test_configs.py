@@ -28,3 +28,19 @@ def test_experiment_recipes(path):
     load_config(GenerateConfig, {"input_file": "x", "output_file": "y", **config.stage_settings("generate")})
     assert make_plan(config)
 
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_recorded_config_reloads_with_the_same_stage_keys(path):
+    """RUN/plan.json records `train:` / `generate:` as written; workers reload it and get the same stages."""
+    import json
+
+    from tracekd.config import read_yaml
+    from tracekd.experiment.config import ExperimentConfig
+
+    config = load_experiment(path)
+    recorded = json.loads(json.dumps(config.to_dict()))
+    assert recorded["train"] == read_yaml(path).get("train", {})
+    assert recorded["generate"] == read_yaml(path).get("generate", {})
+    again = load_config(ExperimentConfig, recorded)
+    assert [s.key for s in make_plan(again)] == [s.key for s in make_plan(config)]

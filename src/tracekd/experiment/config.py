@@ -6,13 +6,14 @@ did-you-mean, and every field carries its help text (``tracekd run --explain`` p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import given, load_config
 from ..errors import ConfigError, did_you_mean
 from ..generate.config import GenerateSettings
 from ..score.steps import DEFAULT_TRACE_DEFINITION
+from ..students import DEFAULT_STUDENT
 from ..teacher.stages import TeacherSection
 from ..train.config import TrainSettings
 
@@ -137,7 +138,7 @@ class ExperimentConfig:
 
     name: str = field(metadata={"help": "experiment name (used in the report title)"})
     datasets: list[DatasetEntry] = field(metadata={"help": "datasets of the grid"})
-    students: list[str] = field(default_factory=lambda: ["smollm2-135m"], metadata={
+    students: list[str] = field(default_factory=lambda: [DEFAULT_STUDENT], metadata={
         "help": "student models: built-in names (smollm2-135m, tiny-random), HF ids or local folders"})
     arms: list[str] = field(default_factory=lambda: ["vanilla", "correct", "incorrect"],
                             metadata={"help": "SFT arms to train and compare"})
@@ -211,6 +212,11 @@ class ExperimentConfig:
         """The `train:` or `generate:` keys as written in the file: what the stages are given and their
         keys hash (so a config written the same way keeps its stage keys)."""
         return given(getattr(self, name))
+
+    def to_dict(self) -> dict:
+        """The config as data (``RUN/plan.json``), `train:` and `generate:` as written: loading it again
+        gives the same config and the same stage keys."""
+        return {**asdict(self), "train": self.stage_settings("train"), "generate": self.stage_settings("generate")}
 
     @property
     def run_dir(self) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -325,7 +325,7 @@ def resources_summary(res, executor: str) -> str:
 def write_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, command: str | None) -> None:
     """``RUN/plan.json``: the command, the config and every stage with its inputs (what workers and --status read)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "plan.json", {"command": command, "cwd": str(Path.cwd()), "config": asdict(config),
+    write_json(run_dir / "plan.json", {"command": command, "cwd": str(Path.cwd()), "config": config.to_dict(),
                                        "stages": [s.to_dict() for s in stages]})
 
 

@@ -136,7 +136,9 @@ def verify_steps(parsed: "ParsedOutput", example: Example) -> StepVerdicts:
 
 #: name -> predicate: is the whole trace correct? (``None`` step verdicts count as wrong)
 TRACE_DEFINITIONS: Registry[Callable[[StepVerdicts], bool]] = Registry("trace definition")
-TRACE_DEFINITIONS.add("class+evidence-exact",
+#: what makes a whole trace correct unless a config says otherwise (score, experiments, judge settings)
+DEFAULT_TRACE_DEFINITION = "class+evidence-exact"
+TRACE_DEFINITIONS.add(DEFAULT_TRACE_DEFINITION,
                       lambda verdicts: verdicts.label_ok is True and verdicts.evidence_exact is True,
                       "the right class and exactly the gold evidence lines (the default)")
 TRACE_DEFINITIONS.add("class+evidence-all",
@@ -145,7 +147,6 @@ TRACE_DEFINITIONS.add("class+evidence-all",
 TRACE_DEFINITIONS.add("class", lambda verdicts: verdicts.label_ok is True, "the right class alone")
 TRACE_DEFINITIONS.add("evidence-exact", lambda verdicts: verdicts.evidence_exact is True,
                       "exactly the gold evidence lines alone")
-DEFAULT_TRACE_DEFINITION = "class+evidence-exact"
 
 
 def get_trace_definition(name: str) -> Callable[[StepVerdicts], bool]:
