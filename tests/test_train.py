@@ -568,6 +568,18 @@ def test_mixed_checkpointing_keeps_the_loss_curve(rows_file, tmp_path, monkeypat
         assert s1 == s2 and l2 == pytest.approx(l1, rel=1e-4, abs=1e-5)
 
 
+def test_return_freed_memory_setting_switches_the_malloc_lever(rows_file, tmp_path, monkeypatch):
+    """return_freed_memory (default true) fixes glibc's mmap threshold on CPU; false leaves glibc alone."""
+    from tracekd.train import memory
+
+    calls = []
+    monkeypatch.setattr(memory, "return_freed_memory_to_os", lambda: calls.append(1) or True)
+    train(tiny(rows_file, tmp_path / "on", max_steps=1), log=lambda *_: None)
+    assert calls == [1]
+    off = train(tiny(rows_file, tmp_path / "off", max_steps=1, return_freed_memory=False), log=lambda *_: None)
+    assert calls == [1] and json.loads((off / "train_config.json").read_text())["return_freed_memory"] is False
+
+
 def test_row_that_cannot_fit_is_an_error_before_loading(rows_file, tmp_path, monkeypatch):
     """Even one row with checkpointing over the budget: a ConfigError naming the longest row, no model loaded."""
     from tracekd import students

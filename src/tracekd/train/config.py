@@ -152,6 +152,11 @@ class ComputeSettings:
         "help": "within each optimizer step, put rows of similar length in the same micro-batch (less padding); "
                 "the step keeps exactly its rows and its loss (normalised over the whole step), rows never move "
                 "to another step; the dropout masks drawn differ"})
+    return_freed_memory: bool = field(default=True, metadata={
+        "help": "CPU: glibc hands freed activation-sized blocks back to the OS at once (fixed 1 MiB mmap "
+                "threshold), so peak RSS tracks the live tensors; it costs page faults (measured on CoTemp rows, "
+                "one row per micro-batch: 0.4 GB lower peak, 1.2x slower steps, benchmarks/bench_memory.py); false "
+                "keeps glibc's defaults (as TRACEKD_KEEP_MALLOC=1 does)"})
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

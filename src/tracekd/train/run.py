@@ -536,7 +536,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     mem_plan, mem_saved = _memory_plan(cfg, run.out, resume_from, run.student, data.kept, device,
                                        run.batch.accumulation, head_on_completion, log)
     checkpointing = mem_plan.gradient_checkpointing
-    if device == "cpu":
+    if device == "cpu" and cfg.return_freed_memory:
         from .memory import return_freed_memory_to_os
 
         return_freed_memory_to_os()
