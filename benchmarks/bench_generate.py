@@ -9,6 +9,12 @@ outputs are identical (greedy decoding with left padding should not change them)
     python benchmarks/bench_generate.py --adapter runs/babi-correct-smollm2   # a trained student: trace-length outputs
     python benchmarks/bench_generate.py --student tiny-random --n 16   # seconds, for a smoke check
 
+Levers (each switched off in its own extra run, ``--levers none`` to skip): ``shared-prefix`` (the tokens
+every prompt of a batch begins with - chat template's system turn, instruction line - prefilled once per
+batch and their key/value cache reused for each row) and ``batch`` (one batch of all prompts instead of
+``--batch-size``: fewer decoding steps waiting for the longest row). Each prints its time, ratio to the
+loop and identical outputs.
+
 With --calibrate it first decides generation's CPU precision the way `tracekd generate` then uses it:
 the prompts are generated greedily in float32 and in bf16, and bf16 is kept only when it is faster and
 every output is identical (cached per machine and student; `precision: auto` reads it).
@@ -51,7 +57,7 @@ def loop_baseline(student_name: str, adapter: str | None, rows: list[dict],
     import torch
 
     from tracekd import students
-    from tracekd.runtime import prompt_ids
+    from tracekd.train.data import prompt_ids
 
     s = students.resolve(student_name)
     tok = students.load_tokenizer(s)
@@ -83,6 +89,9 @@ def main() -> int:
     ap.add_argument("--adapter", help="LoRA adapter from `tracekd train` (both sides use it, merged)")
     ap.add_argument("--rows", help="SFT rows JSONL to use instead of building bAbI rows")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
+    ap.add_argument("--levers", default="shared-prefix",
+                    help="comma list of levers to measure switched off, one extra run each: shared-prefix, batch "
+                         "(all prompts in one batch), or none")
     ap.add_argument("--calibrate", action="store_true",
                     help="measure fp32 vs bf16 generation on these prompts and cache the decision for precision auto")
     a = ap.parse_args()
@@ -123,30 +132,61 @@ def main() -> int:
             calibration = calibrate_generation(run, a.student).to_dict()
             print(f"generation precision: {calibration['precision']} ({calibration['reason']})", file=sys.stderr)
 
-        t0 = time.perf_counter()
-        out = generate(GenerateConfig(input_file=str(rows_path), output_file=str(tmp / "gen.jsonl"),
-                                      student=a.student, adapter=a.adapter, batch_size=a.batch_size,
-                                      max_new_tokens=a.max_new_tokens, progress=False), log=lambda *_: None)
-        t_batched = time.perf_counter() - t0
-        gens = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
-        batched_tokens = sum(g["completion_tokens"] for g in gens)
+        def run_tracekd(tag: str, **overrides) -> dict:
+            """One timed `tracekd generate` (model loading included): seconds, texts, tokens, precision used."""
+            settings = {"batch_size": a.batch_size, **overrides}
+            t0 = time.perf_counter()
+            out = generate(GenerateConfig(input_file=str(rows_path), output_file=str(tmp / f"gen-{tag}.jsonl"),
+                                          student=a.student, adapter=a.adapter, max_new_tokens=a.max_new_tokens,
+                                          progress=False, **settings), log=lambda *_: None)
+            seconds = time.perf_counter() - t0
+            gens = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+            m = json.loads(out.with_name(out.stem + ".manifest.json").read_text(encoding="utf-8"))
+            return {"seconds": seconds, "texts": [g["text"] for g in gens],
+                    "tokens": sum(g["completion_tokens"] for g in gens), "precision": m["settings"]["precision"],
+                    "settings": settings}
+
+        off = {"shared-prefix": {"shared_prefix": False}, "batch": {"batch_size": len(rows)}}
+        levers = [x.strip() for x in a.levers.split(",") if x.strip() and x.strip() != "none"]
+        unknown = [x for x in levers if x not in off]
+        if unknown:
+            ap.error(f"unknown lever(s) {unknown}; choose from {sorted(off)} or none")
+        # untimed warm-up: first-call costs inside generate (lazy imports, kernels) go to no variant
+        generate(GenerateConfig(input_file=str(rows_path), output_file=str(tmp / "warmup.jsonl"), student=a.student,
+                                adapter=a.adapter, max_new_tokens=2, max_examples=2, progress=False),
+                 log=lambda *_: None)
+        main_run = run_tracekd("all")
+        variants = {lever: run_tracekd(lever, **off[lever]) for lever in levers}
 
         t_loop, loop_texts, loop_tokens = loop_baseline(a.student, a.adapter, rows, a.max_new_tokens)
 
-    same = sum(1 for g, t in zip(gens, loop_texts, strict=True) if g["text"] == t)
+    def same(texts: list[str]) -> str:
+        return f"{sum(1 for x, y in zip(texts, loop_texts, strict=True) if x == y)}/{len(rows)}"
+
+    t_batched = main_run["seconds"]
     result = {
         "student": a.student, "adapter": a.adapter, "prompts": len(rows), "batch_size": a.batch_size,
-        "max_new_tokens": a.max_new_tokens,
+        "max_new_tokens": a.max_new_tokens, "precision": main_run["precision"],
         "tracekd_generate_seconds": round(t_batched, 2), "loop_seconds": round(t_loop, 2),
-        "tracekd_generate_tok_per_s": round(batched_tokens / t_batched, 2),
+        "tracekd_generate_tok_per_s": round(main_run["tokens"] / t_batched, 2),
         "loop_tok_per_s": round(loop_tokens / t_loop, 2),
-        "identical_outputs": f"{same}/{len(rows)}",
+        "identical_outputs": same(main_run["texts"]),
         "speedup": round(t_loop / t_batched, 2),
+        "levers": {lever: {"switched": ("off" if lever != "batch" else f"batch {len(rows)} instead of {a.batch_size}"),
+                           "settings": v["settings"], "seconds": round(v["seconds"], 2),
+                           "speedup_vs_loop": round(t_loop / v["seconds"], 2),
+                           "time_vs_default": round(v["seconds"] / t_batched, 2),
+                           "identical_outputs": same(v["texts"])} for lever, v in variants.items()},
         "precision_calibration": calibration,
     }
     print(json.dumps(result, indent=2))
     print(f"tracekd generate is {result['speedup']:.2f}x faster than a per-example model.generate loop "
-          f"({a.student}, {len(rows)} prompts, batch {a.batch_size}; target >= 5x with an adapter, >= 3x without)")
+          f"({a.student}, {len(rows)} prompts, batch {a.batch_size}, {result['precision']}; "
+          f"target >= 5x with an adapter, >= 3x without; outputs identical {result['identical_outputs']})")
+    for lever, v in result["levers"].items():
+        what = "without shared-prefix prefill" if lever == "shared-prefix" else v["switched"]
+        print(f"  {what}: {v['seconds']:.1f} s, {v['speedup_vs_loop']:.2f}x vs the loop "
+              f"({v['time_vs_default']:.2f}x the default's time), outputs identical {v['identical_outputs']}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
