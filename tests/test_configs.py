@@ -44,3 +44,16 @@ def test_recorded_config_reloads_with_the_same_stage_keys(path):
     assert recorded["generate"] == read_yaml(path).get("generate", {})
     again = load_config(ExperimentConfig, recorded)
     assert [s.key for s in make_plan(again)] == [s.key for s in make_plan(config)]
+
+
+
+def test_cell_keys_are_refused_in_any_form():
+    """student, seed and adapter come from each cell, flat or under their section's name."""
+    from tracekd.errors import ConfigError
+    from tracekd.experiment.config import ExperimentConfig
+
+    base = load_experiment(EXPERIMENTS[0]).to_dict()
+    for section, key, value in (("train", "model", {"student": "tiny-random"}), ("train", "seed", 1),
+                                ("generate", "adapter", "x"), ("generate", "decoding", {"seed": 2})):
+        with pytest.raises(ConfigError, match=f"{section}.(student|seed|adapter): set by the experiment"):
+            load_config(ExperimentConfig, {**base, section: {key: value}})

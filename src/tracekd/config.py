@@ -140,8 +140,13 @@ def sectioned(cls: type[C]) -> type[C]:
     return cls
 
 
-def _route_sections(cls: type, layer: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """A layer's keys, flat: a section's name with a mapping becomes that section's keys."""
+def flat_keys(cls: type, layer: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """A mapping of ``cls`` keys, flat: a section's name with a mapping becomes that section's keys.
+
+    >>> from tracekd.train.config import TrainConfig
+    >>> flat_keys(TrainConfig, {"seed": 1, "optimizer": {"learning_rate": 0.1}})
+    {'seed': 1, 'learning_rate': 0.1}
+    """
     sections = {f.name: _hints(cls)[f.name] for f in section_fields(cls)}
     out: dict[str, Any] = {}
     for key, value in layer.items():
@@ -336,7 +341,7 @@ def load_config(cls: type[C], source: str | Path | Mapping[str, Any] | None = No
     written: dict[str, Any] = {}
     for layer, layer_where in ((data, where), (dict(overrides or {}), "")):
         written.update(layer)
-        for key, value in _route_sections(cls, layer, layer_where).items():
+        for key, value in flat_keys(cls, layer, layer_where).items():
             name = str(key).replace("-", "_")
             if name not in settings:
                 msg = did_you_mean(str(key), settings, f"{cls.__name__} key")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..config import given, load_config
+from ..config import flat_keys, given, load_config
 from ..errors import ConfigError, did_you_mean
 from ..generate.config import GenerateSettings
 from ..score.steps import DEFAULT_TRACE_DEFINITION
@@ -203,7 +203,8 @@ class ExperimentConfig:
                     setattr(self, name, load_config(cls, getattr(self, name)))
                 except ConfigError as e:
                     raise ConfigError(f"{name}: {e}") from None
-            fixed = [k for k in given(getattr(self, name)) if str(k).replace("-", "_") in self.CELL_KEYS]
+            written = flat_keys(cls, given(getattr(self, name)))
+            fixed = [k for k in written if str(k).replace("-", "_") in self.CELL_KEYS]
             if fixed:
                 raise ConfigError(f"{name}.{fixed[0]}: set by the experiment for each cell; remove it "
                                   "(students and seeds are lists at the top level)")
