@@ -75,3 +75,14 @@ def test_weight_hashes_name_every_weight_file():
     s = students.resolve("tiny-random")
     hashes = students.weight_hashes(s)
     assert list(hashes) == ["model.safetensors"] and len(hashes["model.safetensors"]) == 64
+
+
+def test_gguf_is_parsed_once_while_the_default_student_converts():
+    """The converters' GGUF readers share one parse of the file (parsing is most of the conversion)."""
+    gguf = pytest.importorskip("gguf")
+    path = students.smollm2_gguf()
+    original = gguf.GGUFReader
+    with students._gguf_parsed_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(str(path)) is first and first.fields["general.architecture"]
+    assert gguf.GGUFReader is original

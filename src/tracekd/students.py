@@ -168,6 +168,35 @@ def _materialise(name: str, build) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """While converting, every ``gguf.GGUFReader`` of the same file is one parse.
+
+    transformers parses the GGUF metadata (the 49k-token vocabulary and merges, element by element)
+    anew for the tokenizer, the config, the quantizer and the weights: most of the conversion's time.
+    The file does not change in between, so the readers share the first parse.
+    """
+    try:
+        import gguf
+    except ImportError:  # transformers then says what is missing
+        yield
+        return
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def reader(path, mode="r"):
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def _smollm2_tokenizer_folder() -> Path:
     gguf = smollm2_gguf()
 
@@ -183,6 +212,14 @@ def _smollm2_tokenizer_folder() -> Path:
 
 def _smollm2_folder() -> Path:
     gguf = smollm2_gguf()
+    target = cache_dir() / "students" / f"smollm2-135m-{_gguf_key(gguf)}"
+    if (target / "config.json").is_file():
+        return target
+    with _gguf_parsed_once():  # the tokenizer's and the model's conversions read the file once
+        return _convert_smollm2(gguf)
+
+
+def _convert_smollm2(gguf: Path) -> Path:
     tok_folder = _smollm2_tokenizer_folder()
 
     def build(tmp: Path) -> None:
