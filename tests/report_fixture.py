@@ -1,7 +1,7 @@
 """A seeded synthetic run analysis for report tests: 1 dataset x 1 student x 3 arms x N seeds.
 
 Judgements are drawn at random (seeded) with arm-dependent step and answer rates and assembled
-by the same code as ``tracekd run`` (``tracekd.experiment.analysis.assemble_analysis``), so the
+by the same code as ``tracekd run`` (``tracekd.stats.analysis.assemble_analysis``), so the
 dict has exactly the keys a real run's analysis.json has.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import random
 
-from tracekd.experiment.analysis import assemble_analysis, off_diagonal_examples
 from tracekd.records import Decomposition, Example, Generation, Judgement
+from tracekd.stats.analysis import assemble_analysis, off_diagonal_examples
 
 CLASSES = ("single-supporting-fact", "two-supporting-facts", "counting")
 ARMS = ("vanilla", "correct", "incorrect")

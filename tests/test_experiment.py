@@ -155,3 +155,12 @@ def test_every_json_the_run_writes_is_strict_json(uninterrupted):
                 json.loads(line, parse_constant=refuse)
         checked += 1
     assert checked >= 10
+
+
+def test_every_stage_name_of_the_config_has_a_stage_kind():
+    from tracekd.experiment.config import STAGE_NAMES
+    from tracekd.experiment.runner import STAGE_KINDS, stage_kind
+
+    assert [*STAGE_KINDS, "analyze"] == list(STAGE_NAMES)  # analyze runs after the plan (analysis.finish_run)
+    with pytest.raises(ValueError, match="not one of"):
+        stage_kind("evaluate")

@@ -24,9 +24,11 @@ import pytest
 from tracekd import __version__
 from tracekd.cli import main
 from tracekd.experiment import plan as plan_module
+from tracekd.experiment.analysis import finish_run
 from tracekd.experiment.config import load_experiment
+from tracekd.experiment.estimate import planned_rows
 from tracekd.experiment.plan import make_plan
-from tracekd.experiment.runner import finish_run, planned_rows, run_stage
+from tracekd.experiment.runner import run_stage
 from tracekd.io import sha256_text, write_json
 from tracekd.records import Generation
 from tracekd.traces.corrupt import ARMS

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, MutableMapping
 
 from .errors import ConfigError
@@ -123,6 +124,22 @@ def plan_gpus(requested: str, visible: int, *, world_size: int = 1,
     return GpuPlan("single", "cuda:0", 1, physical,
                    f"training on one GPU: cuda:{index} of the {visible} visible (CUDA_VISIBLE_DEVICES={physical}); "
                    "for data-parallel training on all of them: accelerate launch -m tracekd.cli train ...")
+
+
+def visible_gpus() -> list[str]:
+    """CUDA devices this process may use, without importing torch (``CUDA_VISIBLE_DEVICES``, else the driver's list).
+
+    >>> import os; os.environ["CUDA_VISIBLE_DEVICES"] = "2,3"; visible_gpus()
+    ['2', '3']
+    >>> os.environ["CUDA_VISIBLE_DEVICES"] = ""; visible_gpus()
+    []
+    >>> del os.environ["CUDA_VISIBLE_DEVICES"]
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
 
 
 def world_size(environ: MutableMapping[str, str] | None = None) -> int:

@@ -65,9 +65,9 @@ def _common_prefix_dataset(judgements) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from .. import __version__
     from ..errors import ConfigError
-    from ..experiment.analysis import assemble_analysis
     from ..io import read_records, refuse_existing, sha256_file, write_json
     from ..records import Judgement
+    from ..stats.analysis import assemble_analysis
     from ..stats.results import Input
     from ..stats.summary import format_compare, format_summary
 
@@ -131,10 +131,10 @@ def _one(values: set):
 def _examples_of(path: Path, recorded: dict, judgements, k: int) -> list[dict]:
     """Off-diagonal examples of one judgements file, from the inputs its score recorded."""
     from ..errors import ConfigError
-    from ..experiment.analysis import off_diagonal_examples
     from ..io import read_records
     from ..records import Example
     from ..score.judge import read_generations
+    from ..stats.analysis import off_diagonal_examples
 
     config = recorded.get("config") or {}
     gens_path, ex_path = config.get("generations"), config.get("examples")

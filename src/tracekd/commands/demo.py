@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..experiment.config import load_experiment
-    from ..experiment.runner import run_experiment
+    from ..experiment.executors import run_experiment
 
     path = config_path()
     if args.print_config:

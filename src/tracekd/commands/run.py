@@ -57,7 +57,7 @@ def explain() -> str:
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..experiment.config import load_experiment
-    from ..experiment.runner import run_experiment
+    from ..experiment.executors import run_experiment
 
     if args.explain:
         print(explain())

@@ -71,6 +71,9 @@ class Resources:
         "help": "shell lines run in the job before the stage, e.g. 'module load cuda/12.4'"})
 
 
+#: the kinds of stage a run has (what each does: :mod:`.runner`); ``analyze`` writes the analysis and the report
+STAGE_NAMES = ("synth", "build", "teacher", "train", "generate", "score", "analyze")
+
 #: resources of each stage kind unless the config's `executor.resources` says otherwise
 DEFAULT_RESOURCES = {
     "default": {"cpus": 2, "mem_gb": 8, "time_min": 60},
@@ -95,7 +98,7 @@ class ExecutorConfig:
     cpu_model_stages: int = field(default=1, metadata={
         "help": "model stages (train, generate) at once on a machine without GPU (each uses every core)"})
     resources: dict = field(default_factory=dict, metadata={
-        "help": "per stage kind (synth, build, teacher, train, generate, score, analyze, or default): "
+        "help": f"per stage kind ({', '.join(STAGE_NAMES)}, or default): "
                 "Resources keys, "
                 "e.g. {train: {partition: gpu, gpus: 1, time_min: 600}}"})
     python: str | None = field(default=None, metadata={
@@ -105,8 +108,8 @@ class ExecutorConfig:
         from ..config import load_config
 
         for kind, res in self.resources.items():
-            if kind != "default" and kind not in _stage_kinds():
-                raise ConfigError("executor.resources: " + did_you_mean(str(kind), [*_stage_kinds(), "default"],
+            if kind != "default" and kind not in STAGE_NAMES:
+                raise ConfigError("executor.resources: " + did_you_mean(str(kind), [*STAGE_NAMES, "default"],
                                                                          "stage kind"))
             try:
                 load_config(Resources, res)
@@ -124,12 +127,6 @@ class ExecutorConfig:
                       self.resources.get("default", {}), self.resources.get(kind, {})):
             merged.update({k.replace("-", "_"): v for k, v in layer.items()})
         return load_config(Resources, merged)
-
-
-def _stage_kinds() -> list[str]:
-    from .runner import STAGE_KINDS
-
-    return [*STAGE_KINDS, "analyze"]
 
 
 @dataclass

@@ -33,9 +33,14 @@ import json
 import math
 import random
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..build import BuildConfig, render_sets
+from ..synth import generate_into
+from .plan import Stage
 
 #: bump when the FLOP count or the record format changes (older records are then ignored)
 ESTIMATE_VERSION = 1
@@ -554,10 +559,33 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
     return p.per_device_train_batch_size, p.gradient_accumulation_steps, p.gradient_checkpointing, head, p.reason
 
 
+def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
+    """``{(arm, split): [row dict, ...]}`` of a build stage: read if built, else rendered in memory.
+
+    Nothing is written: a synthetic dataset is generated into a temporary folder.
+    """
+    if build.key in cache:
+        return cache[build.key]
+    if build.done(run_dir):
+        sets = build.dir(run_dir) / "sets"
+        rows = {(arm, split): [json.loads(x) for x in (sets / arm / f"{split}.jsonl").read_text().splitlines()]
+                for arm in build.spec["arms"] for split in ("train", "test")}
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = build.spec["data"]
+            synth = build.optional_input("synth")
+            if synth is not None:
+                data = Path(tmp) / "data"
+                generate_into(synth.spec, data)
+            sets = render_sets(BuildConfig(out=tmp, **{**build.spec, "data": str(data)}))
+            rows = {(arm, split): [r.to_dict() for r in rs] for split, s in sets.items() for arm, rs in s.rows.items()}
+    cache[build.key] = rows
+    return rows
+
+
 def stage_rows(stage, run_dir: Path, cache: dict, split: str) -> list[dict] | None:
     """The rows a train (split train) or generate (split test) stage reads, or None when they cannot be had."""
     from ..errors import TracekdError
-    from .runner import planned_rows
 
     build = next((d for d in stage.deps if d.kind == "build"), None)
     if build is None:

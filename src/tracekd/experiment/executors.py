@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -30,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..devices import visible_gpus
 from ..errors import ConfigError, TracekdError
+from .analysis import finish_run
 from .config import EXECUTORS, ExperimentConfig, Resources
-from .plan import Stage, stages_from_dicts
-from .runner import is_model_stage, run_stage, visible_gpus
+from .plan import Stage, make_plan, stages_from_dicts
+from .runner import describe_plan, is_model_stage, missing_data, run_stage, write_plan
 from .state import clear_job, log_path, record_job, tail
 
 
@@ -110,7 +113,6 @@ def _submitit_log() -> str | None:
 def finish_job(run_dir: str, cwd: str | None = None) -> str:
     """The last SLURM job: analyze every cell and write the report (all stages must be done)."""
     from ..config import load_config
-    from .runner import finish_run
 
     if cwd:
         os.chdir(cwd)
@@ -433,6 +435,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: str | None = None,
+                   log=print, executor: str | None = None, max_parallel: int | None = None) -> Path:
+    """Run (or, with ``dry_run``, describe) every stage; then analyze and write the report.
+
+    ``executor`` (default: the config's, ``auto`` = see :func:`resolve_executor`) says where
+    stages run; ``command`` is the command line that reproduces the run (the report shows it).
+    """
+    name = resolve_executor(executor or config.executor.name)
+    run_dir = config.run_dir
+    stages = make_plan(config)
+    if dry_run:
+        log(describe_plan(stages, config, run_dir, name))
+        return run_dir
+    missing = missing_data(config)
+    if missing:
+        raise TracekdError("\n".join(missing))
+    write_plan(stages, config, run_dir, command)
+    t_start = time.monotonic()
+    runner = make_executor(name, config, run_dir, max_parallel=max_parallel, log=log)
+    finished = runner.run(stages)
+    if not finished:  # submitted to a scheduler; the last job analyzes and reports
+        return run_dir
+    report = finish_run(config, stages, run_dir, log)
+    peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 / 1024
+    log(f"finished in {time.monotonic() - t_start:.0f} s (peak RSS of one process {peak_gb:.2f} GB); "
+        f"report: {report}")
+    return run_dir
 
 
 if __name__ == "__main__":

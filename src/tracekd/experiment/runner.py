@@ -7,19 +7,16 @@ run killed at any point and started again finishes with the same numbers as an u
 
 from __future__ import annotations
 
-import json
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import TracekdError
+from ..devices import visible_gpus
 from ..io import manifest, read_records, write_json
 from ..records import Example
-from .config import ExperimentConfig
-from .plan import Stage, make_plan
-
+from .config import STAGE_NAMES, ExperimentConfig
+from .plan import Stage
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,10 @@ STAGE_KINDS: dict[str, StageKind] = {}
 def stage_kind(name: str, *, model: bool = False, help: str = "",
                estimate: Callable[[Stage, Path, dict, str], tuple[float | None, str]] | None = None,
                describe: Callable[[Stage, Path], str] | None = None):
-    """Register the function that runs stages of kind ``name`` (a decorator)."""
+    """Register the function that runs stages of kind ``name`` (a decorator; the names are the config's)."""
+    if name not in STAGE_NAMES:
+        raise ValueError(f"stage kind {name!r} is not one of experiment.config.STAGE_NAMES {STAGE_NAMES}")
+
     def register(fn: Callable[[Stage, Path], None]):
         STAGE_KINDS[name] = StageKind(name, fn, model, help, estimate, describe)
         return fn
@@ -181,54 +181,6 @@ def record_timing(stage: Stage, run_dir: Path, seconds: float) -> None:
         print(f"note: could not record {stage.label}'s time for estimates: {type(e).__name__}: {e}", file=sys.stderr)
 
 
-def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
-    """``{(arm, split): [row dict, ...]}`` of a build stage: read if built, else rendered in memory.
-
-    Nothing is written: a synthetic dataset is generated into a temporary folder.
-    """
-    if build.key in cache:
-        return cache[build.key]
-    if build.done(run_dir):
-        sets = build.dir(run_dir) / "sets"
-        rows = {(arm, split): [json.loads(x) for x in (sets / arm / f"{split}.jsonl").read_text().splitlines()]
-                for arm in build.spec["arms"] for split in ("train", "test")}
-    else:
-        import tempfile
-
-        from ..build import BuildConfig, render_sets
-
-        with tempfile.TemporaryDirectory() as tmp:
-            data = build.spec["data"]
-            synth = build.optional_input("synth")
-            if synth is not None:
-                from ..synth import generate_into
-
-                data = Path(tmp) / "data"
-                generate_into(synth.spec, data)
-            sets = render_sets(BuildConfig(out=tmp, **{**build.spec, "data": str(data)}))
-            rows = {(arm, split): [r.to_dict() for r in rs] for split, s in sets.items() for arm, rs in s.rows.items()}
-    cache[build.key] = rows
-    return rows
-
-
-def visible_gpus() -> list[str]:
-    """CUDA devices this process may use, without importing torch (``CUDA_VISIBLE_DEVICES``, else the driver's list).
-
-    >>> import os; os.environ["CUDA_VISIBLE_DEVICES"] = "2,3"; visible_gpus()
-    ['2', '3']
-    >>> os.environ["CUDA_VISIBLE_DEVICES"] = ""; visible_gpus()
-    []
-    >>> del os.environ["CUDA_VISIBLE_DEVICES"]
-    """
-    import os
-
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return [d.strip() for d in env.split(",") if d.strip() and d.strip() != "-1"]
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return [str(i) for i in range(len(list(gpus.iterdir())))] if gpus.is_dir() else []
-
-
 def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cpu") -> tuple[float | None, str]:
     """(seconds or None, where the figures come from) of a stage whose kind estimates its time; else (None, "")."""
     fn = STAGE_KINDS[stage.kind].estimate
@@ -327,45 +279,3 @@ def write_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, com
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "plan.json", {"command": command, "cwd": str(Path.cwd()), "config": config.to_dict(),
                                        "stages": [s.to_dict() for s in stages]})
-
-
-def finish_run(config: ExperimentConfig, stages: list[Stage], run_dir: Path, log=print) -> Path:
-    """Analyze every cell and write ``analysis.json`` and the report; returns the report's path."""
-    from ..report import write_report
-    from .analysis import analyze_run
-
-    analysis = analyze_run(config, stages, run_dir)
-    write_json(run_dir / "analysis.json", analysis.to_dict() if hasattr(analysis, "to_dict") else analysis)
-    return write_report(run_dir, analysis)
-
-
-def run_experiment(config: ExperimentConfig, *, dry_run: bool = False, command: str | None = None,
-                   log=print, executor: str | None = None, max_parallel: int | None = None) -> Path:
-    """Run (or, with ``dry_run``, describe) every stage; then analyze and write the report.
-
-    ``executor`` (default: the config's, ``auto`` = see :func:`.executors.resolve_executor`) says where
-    stages run; ``command`` is the command line that reproduces the run (the report shows it).
-    """
-    from .executors import make_executor, resolve_executor
-
-    name = resolve_executor(executor or config.executor.name)
-    run_dir = config.run_dir
-    stages = make_plan(config)
-    if dry_run:
-        log(describe_plan(stages, config, run_dir, name))
-        return run_dir
-    missing = missing_data(config)
-    if missing:
-        raise TracekdError("\n".join(missing))
-    write_plan(stages, config, run_dir, command)
-    t_start = time.monotonic()
-    runner = make_executor(name, config, run_dir, max_parallel=max_parallel, log=log)
-    finished = runner.run(stages)
-    if not finished:  # submitted to a scheduler; the last job analyzes and reports
-        return run_dir
-    report = finish_run(config, stages, run_dir, log)
-    peak_gb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024 / 1024
-    log(f"finished in {time.monotonic() - t_start:.0f} s (peak RSS of one process {peak_gb:.2f} GB); "
-        f"report: {report}")
-    return run_dir

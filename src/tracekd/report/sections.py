@@ -1,4 +1,4 @@
-"""What the report says: blocks built from the analysis dict of ``tracekd.experiment.analysis``.
+"""What the report says: blocks built from the analysis of :mod:`tracekd.stats.analysis`.
 
 One section per dataset x student: accuracy per arm (seeds aggregated), step accuracy, the step x
 answer tables and their tests, McNemar between arms, per-class breakdown, parse statuses and
