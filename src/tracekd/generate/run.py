@@ -9,6 +9,7 @@ input order, so the result does not depend on how often the run was interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,15 +18,16 @@ from typing import Any
 from .. import runtime
 from ..config import to_dict
 from ..errors import ConfigError, DataError
+from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
 from ..records import Generation
 from ..students import DEFAULT_STUDENT
 from .base import batch_seed, batches, length_order
 from .config import GenerateConfig
 
-#: settings that change what is generated: a resumed run must match them
-_RESULT_KEYS = ("student", "adapter_sha256", "input_sha256", "backend", "max_new_tokens", "do_sample",
-                "temperature", "top_p", "top_k", "seed", "precision", "chat_template_kwargs", "merge_adapter")
+#: settings that change what is generated: a resumed run must match them (those an earlier run recorded)
+RESULT_KEYS = ("student", "adapter_sha256", "input_sha256", "backend", "max_new_tokens", "do_sample",
+               "temperature", "top_p", "top_k", "seed", "precision", "chat_template_kwargs", "merge_adapter")
 
 
 def manifest_path(output_file: str | Path) -> Path:
@@ -96,9 +98,9 @@ def _settings(cfg: GenerateConfig, student: str, adapter: Path | None, prec: str
 
 
 def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
-    diff = [k for k in _RESULT_KEYS if k in previous and previous.get(k) != now.get(k)]
+    diff = Fingerprint.of(now, only=RESULT_KEYS).changes(previous)
     if diff:
-        details = ", ".join(f"{k}: {previous.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        details = ", ".join(diff)
         raise ConfigError(f"{out} already holds {n_done} generation(s) made with other settings ({details}); "
                           "rerun with the same settings to resume, or write to another --output-file")
 
@@ -182,89 +184,145 @@ def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec
     raise ConfigError(f"unknown backend {cfg.backend!r}")
 
 
-def generate(config: GenerateConfig, *, log=print) -> Path:
-    """Generate a completion for every row of ``config.input_file``; returns the generations JSONL."""
-    from tqdm.auto import tqdm
+@dataclasses.dataclass
+class Setup:
+    """What a generation run resolved before generating: rows, adapter, student, tokenizer, device."""
 
+    config: GenerateConfig
+    out: Path
+    started: float  # time.monotonic() at the start
+    rows: list  # the input's SFTRows (the configured subset)
+    adapter: Path | None
+    student_name: str
+    student: Any  # students.Student
+    tokenizer: Any
+    template_kwargs: dict  # chat template kwargs: the training's, its date pinned
+    device: str
+
+
+@dataclasses.dataclass
+class Progress:
+    """The output file's state: what an earlier run wrote, the settings (checked against its), what is left."""
+
+    done: dict[str, dict]  # id -> generation already in the output
+    settings: dict
+    todo: list  # rows still to generate, in input order
+    stats: dict  # counts and timings for the manifest
+
+
+def generate(config: GenerateConfig, *, log=print) -> Path:
+    """Generate a completion for every row of ``config.input_file``; returns the generations JSONL.
+
+    The steps, in order: :func:`setup`, :func:`resume`, :func:`loop` (the rows left), :func:`save`.
+    """
+    run = setup(config, log)
+    progress = resume(run)
+    write_json(manifest_path(run.out), _manifest(run, progress, complete=False))
+    if progress.todo:
+        loop(run, progress)
+    save(run, progress, log)
+    return run.out
+
+
+def setup(config: GenerateConfig, log=print) -> Setup:
+    """Rows, adapter and the student it was trained on, chat template kwargs (the training's), determinism,
+    tokenizer and device."""
     from .. import students
 
     runtime.quiet_libraries()
     cfg = config
-    t_start = time.monotonic()
-    out = Path(cfg.output_file)
-    rows = runtime.subset([lr.row for lr in runtime.read_rows(cfg.input_file, need_completion=False)], cfg.max_examples, cfg.seed)
+    started = time.monotonic()
+    rows = runtime.subset([lr.row for lr in runtime.read_rows(cfg.input_file, need_completion=False)],
+                          cfg.max_examples, cfg.seed)
     adapter = find_adapter(cfg.adapter) if cfg.adapter else None
     trained = adapter_training(adapter) if adapter else {}
     student_name = cfg.student or trained.get("student") or DEFAULT_STUDENT
     if cfg.student and trained.get("student") and cfg.student != trained["student"]:
         log(f"warning: the adapter was trained on {trained['student']!r}, generating with {cfg.student!r}")
-    ctk = cfg.chat_template_kwargs
-    if ctk is None:
-        ctk = trained.get("chat_template_kwargs") or {}
+    template_kwargs = cfg.chat_template_kwargs
+    if template_kwargs is None:
+        template_kwargs = trained.get("chat_template_kwargs") or {}
     if cfg.deterministic:
         from ..devices import enable_determinism
 
         enable_determinism()
     student = students.resolve(student_name)
     tokenizer = students.load_tokenizer(student)
-    ctk = students.pin_template_kwargs(tokenizer.chat_template, ctk)  # the training's date, or the same pinned one
-    dev = runtime.device()
-    wanted = {r.id: r for r in rows}
-    done = _existing(out, wanted)
-    mpath = manifest_path(out)
-    prec = _precision(cfg, student_name, dev, mpath if done else None)
-    settings = _settings(cfg, student_name, adapter, prec, ctk)
+    # the training's date, or the same pinned one
+    template_kwargs = students.pin_template_kwargs(tokenizer.chat_template, template_kwargs)
+    return Setup(cfg, Path(cfg.output_file), started, rows, adapter, student_name, student, tokenizer,
+                 template_kwargs, runtime.device())
 
+
+def resume(run: Setup) -> Progress:
+    """The generations an earlier run wrote (ids checked), the precision and settings (an earlier run's must
+    match), and the rows left to generate."""
+    wanted = {r.id: r for r in run.rows}
+    done = _existing(run.out, wanted)
+    mpath = manifest_path(run.out)
+    precision = _precision(run.config, run.student_name, run.device, mpath if done else None)
+    settings = _settings(run.config, run.student_name, run.adapter, precision, run.template_kwargs)
     if done and mpath.is_file():
-        _check_same(json.loads(mpath.read_text(encoding="utf-8")).get("settings", {}), settings, out, len(done))
-    todo = [r for r in rows if r.id not in done]
-
-    stats = {"rows": len(rows), "resumed_with": len(done), "generated_now": 0, "completion_tokens_now": 0,
+        _check_same(json.loads(mpath.read_text(encoding="utf-8")).get("settings", {}), settings, run.out, len(done))
+    todo = [r for r in run.rows if r.id not in done]
+    stats = {"rows": len(run.rows), "resumed_with": len(done), "generated_now": 0, "completion_tokens_now": 0,
              "seconds_now": 0.0}
-    write_json(mpath, _manifest(cfg, settings, student, stats, complete=False))
-    if todo:
-        prompts = [runtime.prompt_ids(tokenizer, r.prompt, ctk) for r in todo]
-        order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
-        backend = _backend(cfg, student, tokenizer, adapter, prec, dev, settings)
-        bar = tqdm(total=len(rows), initial=len(done), desc="generate", unit="row", dynamic_ncols=True,
-                   disable=not cfg.progress)
-        t_gen = time.monotonic()
-        try:
-            with JsonlAppender(out) as sink:
-                for batch in batches(order, cfg.batch_size):
-                    ids = [todo[i].id for i in batch]
-                    outs = backend.generate([prompts[i] for i in batch], seed=batch_seed(cfg.seed, ids))
-                    for i, c in zip(batch, outs, strict=True):
-                        sink.write(Generation(id=todo[i].id, text=c.text, finish_reason=c.finish_reason,
-                                              prompt_tokens=len(prompts[i]),
-                                              completion_tokens=c.completion_tokens).to_dict())
-                        stats["generated_now"] += 1
-                        stats["completion_tokens_now"] += c.completion_tokens
-                    dt = max(1e-9, time.monotonic() - t_gen)
-                    bar.set_postfix(tok_s=f"{stats['completion_tokens_now'] / dt:.1f}", refresh=False)
-                    bar.update(len(batch))
-        finally:
-            bar.close()
-            stats["seconds_now"] = round(time.monotonic() - t_gen, 3)
-            backend.close()
-    # every id is there exactly once: store them in input order (atomic), then the final manifest
-    final = _existing(out, wanted)
+    return Progress(done, settings, todo, stats)
+
+
+def loop(run: Setup, progress: Progress) -> None:
+    """Generate the rows left in batches (longest prompts first unless told otherwise), appending each
+    finished row to the output with a flush and fsync."""
+    from tqdm.auto import tqdm
+
+    cfg, todo, stats = run.config, progress.todo, progress.stats
+    prompts = [runtime.prompt_ids(run.tokenizer, r.prompt, run.template_kwargs) for r in todo]
+    order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
+    backend = _backend(cfg, run.student, run.tokenizer, run.adapter, progress.settings["precision"], run.device,
+                       progress.settings)
+    bar = tqdm(total=len(run.rows), initial=len(progress.done), desc="generate", unit="row", dynamic_ncols=True,
+               disable=not cfg.progress)
+    started = time.monotonic()
+    try:
+        with JsonlAppender(run.out) as sink:
+            for batch in batches(order, cfg.batch_size):
+                ids = [todo[i].id for i in batch]
+                outs = backend.generate([prompts[i] for i in batch], seed=batch_seed(cfg.seed, ids))
+                for i, c in zip(batch, outs, strict=True):
+                    sink.write(Generation(id=todo[i].id, text=c.text, finish_reason=c.finish_reason,
+                                          prompt_tokens=len(prompts[i]),
+                                          completion_tokens=c.completion_tokens).to_dict())
+                    stats["generated_now"] += 1
+                    stats["completion_tokens_now"] += c.completion_tokens
+                dt = max(1e-9, time.monotonic() - started)
+                bar.set_postfix(tok_s=f"{stats['completion_tokens_now'] / dt:.1f}", refresh=False)
+                bar.update(len(batch))
+    finally:
+        bar.close()
+        stats["seconds_now"] = round(time.monotonic() - started, 3)
+        backend.close()
+
+
+def save(run: Setup, progress: Progress, log=print) -> None:
+    """Every id is there exactly once: store the generations in input order (atomically), then the final
+    manifest."""
+    out, rows, stats = run.out, run.rows, progress.stats
+    final = _existing(out, {r.id: r for r in rows})
     missing = [r.id for r in rows if r.id not in final]
     if missing:  # pragma: no cover - only if the backend returned fewer outputs than prompts
         raise DataError(f"{len(missing)} row(s) have no generation (first: {missing[0]!r}); rerun to finish",
                         path=out)
     write_jsonl(out, (final[r.id] for r in rows))
-    stats["total_seconds"] = round(time.monotonic() - t_start, 3)
-    m = _manifest(cfg, settings, student, stats, complete=True, generations=[final[r.id] for r in rows])
-    write_json(mpath, m)
+    stats["total_seconds"] = round(time.monotonic() - run.started, 3)
+    m = _manifest(run, progress, complete=True, generations=[final[r.id] for r in rows])
+    write_json(manifest_path(out), m)
     tps = stats["completion_tokens_now"] / stats["seconds_now"] if stats["seconds_now"] else 0.0
     log(f"wrote {len(rows)} generations to {out} ({stats['generated_now']} new, {tps:.1f} tok/s; "
         f"{m['counts']['stop']} stopped, {m['counts']['length']} hit max_new_tokens)")
-    return out
 
 
-def _manifest(cfg: GenerateConfig, settings: dict, student, stats: dict, *, complete: bool,
-              generations: list[dict] | None = None) -> dict:
+def _manifest(run: Setup, progress: Progress, *, complete: bool, generations: list[dict] | None = None) -> dict:
+    cfg, settings, stats = run.config, progress.settings, progress.stats
     counts = None
     if generations is not None:
         counts = {"rows": len(generations),
@@ -274,7 +332,7 @@ def _manifest(cfg: GenerateConfig, settings: dict, student, stats: dict, *, comp
                   "completion_tokens": sum(g.get("completion_tokens") or 0 for g in generations)}
     secs = stats.get("seconds_now") or 0.0
     return manifest(kind="generate", config=to_dict(cfg), seed=cfg.seed, files={"input_file": settings["input_sha256"]},
-                    settings=settings, student=student.describe(), complete=complete, counts=counts,
+                    settings=settings, student=run.student.describe(), complete=complete, counts=counts,
                     timing={**stats, "completion_tokens_per_second":
                             round(stats["completion_tokens_now"] / secs, 2) if secs else None})
 
