@@ -42,13 +42,14 @@ class Fingerprint:
         return cls({k: settings[k] for k in names})
 
     def changes(self, before: Mapping[str, Any]) -> list[str]:
-        """``name: before -> now`` for every setting of this fingerprint whose value ``before`` differs
-        (a name ``before`` lacks counts as None).
+        """``name: before -> now`` for every setting of this fingerprint whose value ``before`` differs.
 
-        >>> Fingerprint({"lr": 2, "seed": 0}).changes({"lr": 1, "seed": 0})
+        A name ``before`` lacks is a setting newer than that result: not a difference.
+
+        >>> Fingerprint({"lr": 2, "seed": 0, "new": 1}).changes({"lr": 1, "seed": 0})
         ['lr: 1 -> 2']
         """
-        return [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in self.settings.items() if before.get(k) != v]
+        return [f"{k}: {before[k]!r} -> {v!r}" for k, v in self.settings.items() if k in before and before[k] != v]
 
     def key(self, length: int = 12) -> str:
         """A hash of the settings (key order does not matter): the name of what they produce.
