@@ -28,12 +28,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, did_you_mean
 from ..records import Example, SFTRow
 from ..score.answer import get_scorer
 from ..score.freeform import cut_at_sentence, measure, tokens, trace_text
 from ..text import normalize_answer
-from ..traces.corrupt import BASELINE_ARMS, TEACHER_ARMS
+from ..traces.corrupt import ARM_MAKERS, BASELINE_ARMS, TEACHER_ARMS
 from ..traces.templates import Template, render_answer, render_completion, render_prompt
 from .prompts import TeacherPrompts, load_prompts, zero_shot_format_prompt
 from .records import TeacherResponse, iter_responses
@@ -200,19 +200,10 @@ class TeacherArms:
         return self.responses[(ex.id, "answer")].answer if self.answer == "teacher" else render_answer(ex.answers)
 
     def trace(self, ex: Example, arm: str, partner: dict[str, str] | None = None) -> str:
-        """The free-form trace ``arm`` shows for ``ex`` (teacher arms only)."""
-        reasoning = self.reasoning
-        if arm == "teacher-trace":
-            return reasoning(ex.id)
-        if arm == "teacher-summary":
-            return self.responses[(ex.id, "summary")].answer.strip()
-        if arm == "teacher-explanation":
-            return self.responses[(ex.id, "explanation")].answer.strip()
-        if arm == "teacher-swapped":
-            return reasoning((partner or {})[ex.id])
-        if arm == "teacher-trace-short":
-            return cut_at_sentence(reasoning(ex.id), self.short_length(ex))
-        raise ValueError(arm)
+        """The free-form trace ``arm`` shows for ``ex`` (teacher arms only; ``partner``: teacher-swapped's)."""
+        if arm not in TEACHER_ARMS:
+            raise ConfigError(did_you_mean(arm, TEACHER_ARMS, "teacher arm"))
+        return ARM_MAKERS.get(arm)(self, ex, partner or {})
 
     def short_length(self, ex: Example) -> int:
         """Token length of ``ex``'s correct decomposed trace (the teacher-trace-short target)."""
@@ -245,24 +236,55 @@ class TeacherArms:
         return rows, info
 
 
+# --- what makes each teacher arm's trace and each baseline's rows (looked up in traces.corrupt.ARM_MAKERS)
+
+
+def teacher_trace(arms: TeacherArms, ex: Example, partner: dict[str, str]) -> str:
+    return arms.reasoning(ex.id)
+
+
+def teacher_summary(arms: TeacherArms, ex: Example, partner: dict[str, str]) -> str:
+    return arms.responses[(ex.id, "summary")].answer.strip()
+
+
+def teacher_explanation(arms: TeacherArms, ex: Example, partner: dict[str, str]) -> str:
+    return arms.responses[(ex.id, "explanation")].answer.strip()
+
+
+def teacher_swapped(arms: TeacherArms, ex: Example, partner: dict[str, str]) -> str:
+    return arms.reasoning(partner[ex.id])
+
+
+def teacher_trace_short(arms: TeacherArms, ex: Example, partner: dict[str, str]) -> str:
+    return cut_at_sentence(arms.reasoning(ex.id), arms.short_length(ex))
+
+
+def zero_shot_rows(examples: list[Example], template: Template, prompts: TeacherPrompts,
+                   worked: Example | None) -> list[SFTRow]:
+    """The method's prompt; the bare gold answer as the reference."""
+    return [SFTRow(ex.id, "zero-shot", render_prompt(ex, template),
+                   ({"role": "assistant", "content": render_completion(ex, None, template)},))
+            for ex in examples]
+
+
+def zero_shot_format_rows(examples: list[Example], template: Template, prompts: TeacherPrompts,
+                          worked: Example | None) -> list[SFTRow]:
+    """One worked example of the trace format in the prompt; the correct trace as the reference."""
+    if worked is None:
+        raise ConfigError("zero-shot-format needs a train example to show (the train split is empty)")
+    return [SFTRow(ex.id, "zero-shot-format", zero_shot_format_prompt(ex, worked, template, prompts),
+                   ({"role": "assistant", "content": render_completion(ex, ex.gold, template)},), target=ex.gold)
+            for ex in examples]
+
+
 def baseline_rows(arms, examples: list[Example], template: Template, prompts: TeacherPrompts,
                   worked: Example | None) -> dict[str, list[SFTRow]]:
     """Rows of the untrained baselines: ``zero-shot`` (the method's prompt, the bare gold answer as
     reference) and ``zero-shot-format`` (one worked example in the prompt, the correct trace as reference)."""
-    rows: dict[str, list[SFTRow]] = {}
     for arm in arms:
-        if arm == "zero-shot":
-            rows[arm] = [SFTRow(ex.id, arm, render_prompt(ex, template),
-                                ({"role": "assistant", "content": render_completion(ex, None, template)},))
-                         for ex in examples]
-        elif arm == "zero-shot-format":
-            if worked is None:
-                raise ConfigError("zero-shot-format needs a train example to show (the train split is empty)")
-            rows[arm] = [SFTRow(ex.id, arm, zero_shot_format_prompt(ex, worked, template, prompts),
-                                ({"role": "assistant", "content": render_completion(ex, ex.gold, template)},),
-                                target=ex.gold)
-                         for ex in examples]
-    return rows
+        if arm not in BASELINE_ARMS:
+            raise ConfigError(did_you_mean(arm, BASELINE_ARMS, "baseline arm"))
+    return {arm: ARM_MAKERS.get(arm)(examples, template, prompts, worked) for arm in arms}
 
 
 def worked_example(train: list[Example]) -> Example | None:

@@ -147,8 +147,10 @@ def _incorrect_evidence(example: Example, labels, seed: int) -> Target:
     return Target(Decomposition(example.gold.label, evidence), case)
 
 
-#: arm -> what makes its targets (for ARMS, ``(example, labels, seed) -> Target``; the teacher arms and
-#: baselines are made by :class:`tracekd.teacher.arms.ExtraArms`) and its one line for `tracekd ls`
+#: arm -> what makes it, and its one line for `tracekd ls`. For ARMS ``(example, labels, seed) -> Target``
+#: (:func:`target_for`); for TEACHER_ARMS ``(teacher_arms, example, partner) -> trace text``
+#: (:meth:`tracekd.teacher.arms.TeacherArms.trace`); for BASELINE_ARMS ``(examples, template, prompts, worked)
+#: -> rows`` (:func:`tracekd.teacher.arms.baseline_rows`)
 ARM_MAKERS: Registry = Registry("arm")
 ARM_MAKERS.add("vanilla", _vanilla, "no trace: the target is the gold answer alone")
 ARM_MAKERS.add("correct", _correct, "the gold class and gold evidence in the trace, then the gold answer")
@@ -156,20 +158,19 @@ ARM_MAKERS.add("incorrect", _incorrect,
                "a wrong class and wrong evidence (seeded, verified wrong), then the gold answer")
 ARM_MAKERS.add("incorrect-class", _incorrect_class, "a wrong class with the gold evidence, then the gold answer")
 ARM_MAKERS.add("incorrect-evidence", _incorrect_evidence, "the gold class with wrong evidence, then the gold answer")
-_EXTRA = "tracekd.teacher.arms:ExtraArms"
-ARM_MAKERS.add("teacher-trace", _EXTRA,
+ARM_MAKERS.add("teacher-trace", "tracekd.teacher.arms:teacher_trace",
                "the teacher's reasoning as the trace (teacher-correct items only; needs --teacher-responses)")
-ARM_MAKERS.add("teacher-summary", _EXTRA,
+ARM_MAKERS.add("teacher-summary", "tracekd.teacher.arms:teacher_summary",
                "a short summary of the teacher's reasoning as the trace (needs a summary response)")
-ARM_MAKERS.add("teacher-explanation", _EXTRA,
+ARM_MAKERS.add("teacher-explanation", "tracekd.teacher.arms:teacher_explanation",
                "the teacher's post-hoc explanation as the trace (needs an explanation response)")
-ARM_MAKERS.add("teacher-swapped", _EXTRA,
+ARM_MAKERS.add("teacher-swapped", "tracekd.teacher.arms:teacher_swapped",
                "another item's teacher reasoning (seeded derangement within each class) with this answer")
-ARM_MAKERS.add("teacher-trace-short", _EXTRA,
+ARM_MAKERS.add("teacher-trace-short", "tracekd.teacher.arms:teacher_trace_short",
                "the teacher's reasoning cut at a sentence to the length of the correct decomposed trace")
-ARM_MAKERS.add("zero-shot", _EXTRA,
+ARM_MAKERS.add("zero-shot", "tracekd.teacher.arms:zero_shot_rows",
                "not trained: the base student with the method's prompt (reference: the gold answer)")
-ARM_MAKERS.add("zero-shot-format", _EXTRA,
+ARM_MAKERS.add("zero-shot-format", "tracekd.teacher.arms:zero_shot_format_rows",
                "not trained: the base student shown one worked example of the trace format")
 
 
