@@ -80,17 +80,17 @@ def cpu_has_amx() -> bool:
         return False
 
 
-def precision(requested: str = "auto", dev: str | None = None, *, cpu_measured: str | None = None) -> str:
+def precision(requested: str = "auto", device_type: str | None = None, *, cpu_measured: str | None = None) -> str:
     """:func:`decide_precision` for this machine (``cpu_measured``: a calibration's choice, see :mod:`tracekd.train.calibration`)."""
     import torch
 
-    dev = dev or device()
+    device_type = device_type or device()
     cuda_bf16 = False
-    if dev == "cuda":  # from the compute capability: is_bf16_supported() also says True by emulation (T4, V100)
+    if device_type == "cuda":  # from the compute capability: is_bf16_supported() also says True by emulation (T4, V100)
         cap = torch.cuda.get_device_capability()
         cuda_precision(requested, cap, torch.cuda.get_device_name())  # bf16 below 8.0: a clear error
         cuda_bf16 = bf16_native(cap)
-    return decide_precision(requested, dev, cuda_bf16=cuda_bf16, cpu_measured=cpu_measured)
+    return decide_precision(requested, device_type, cuda_bf16=cuda_bf16, cpu_measured=cpu_measured)
 
 
 def physical_cores() -> int:
@@ -124,14 +124,14 @@ def use_physical_cores() -> int:
     return torch.get_num_threads()
 
 
-def torch_dtype(prec: str):
+def torch_dtype(precision: str):
     """
     >>> str(torch_dtype("bf16"))
     'torch.bfloat16'
     """
     import torch
 
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[prec]
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 # ---------------------------------------------------------------------------------------------

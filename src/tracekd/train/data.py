@@ -63,19 +63,21 @@ def tokenize_row(tokenizer, row: SFTRow, chat_template_kwargs: dict | None = Non
     Raises :class:`TemplateMismatch` when the rendered generation prompt is not a prefix of the
     rendered prompt + completion.
     """
-    ctk = chat_template_kwargs or {}
-    p = prompt_ids(tokenizer, row.prompt, ctk)
+    template_kwargs = chat_template_kwargs or {}
+    prompt_tokens = prompt_ids(tokenizer, row.prompt, template_kwargs)
     full = token_ids(tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=True,
-                                              return_dict=True, **ctk))
-    if full[:len(p)] != p:
-        p_text = tokenizer.apply_chat_template(list(row.prompt), tokenize=False, add_generation_prompt=True, **ctk)
-        full_text = tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=False, **ctk)
-        at = text_divergence(p_text, full_text)
+                                              return_dict=True, **template_kwargs))
+    if full[:len(prompt_tokens)] != prompt_tokens:
+        prompt_text = tokenizer.apply_chat_template(list(row.prompt), tokenize=False, add_generation_prompt=True,
+                                                    **template_kwargs)
+        full_text = tokenizer.apply_chat_template(list(row.prompt) + list(row.completion), tokenize=False,
+                                                  **template_kwargs)
+        at = text_divergence(prompt_text, full_text)
         if at is not None:
-            raise TemplateMismatch(p_text, full_text, at)
+            raise TemplateMismatch(prompt_text, full_text, at)
         # same text, tokens merged across the boundary: the completion goes after the prompt's own tokens
-        full = p + token_ids(tokenizer(full_text[len(p_text):], add_special_tokens=False))
-    return full, [IGNORE_INDEX] * len(p) + full[len(p):]
+        full = prompt_tokens + token_ids(tokenizer(full_text[len(prompt_text):], add_special_tokens=False))
+    return full, [IGNORE_INDEX] * len(prompt_tokens) + full[len(prompt_tokens):]
 
 
 @dataclass

@@ -232,10 +232,10 @@ def _progress_callback():
     return Progress()
 
 
-def _quantization(cfg: TrainConfig, dev: str, prec: str = "bf16"):
+def _quantization(cfg: TrainConfig, device: str, precision: str = "bf16"):
     if not cfg.qlora:
         return None
-    if dev != "cuda":
+    if device != "cuda":
         raise ConfigError("--qlora (4-bit NF4 through bitsandbytes) needs a CUDA GPU, and this machine has none; "
                           "train with plain LoRA (leave out --qlora)")
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -244,36 +244,36 @@ def _quantization(cfg: TrainConfig, dev: str, prec: str = "bf16"):
     from transformers import BitsAndBytesConfig
 
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.float16 if prec == "fp16" else torch.bfloat16)
+                              bnb_4bit_compute_dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
 
 
-def _optim(cfg: TrainConfig, dev: str) -> str:
+def _optim(cfg: TrainConfig, device: str) -> str:
     if cfg.optim != "auto":
         return cfg.optim
-    if dev == "cuda" and importlib.util.find_spec("bitsandbytes") is not None:
+    if device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None:
         return "paged_adamw_8bit"
     return "adamw_torch"
 
 
-def _peft_model(cfg: TrainConfig, student, dev: str, prec: str, gc: bool, log):
+def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpointing: bool, log):
     """The student (4-bit for QLoRA) wrapped with the LoRA adapter, and the module names adapted."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     from .. import students
 
-    quant = _quantization(cfg, dev, prec)
+    quant = _quantization(cfg, device, precision)
     device_map = None
     if quant is not None:
         from accelerate import PartialState
 
         device_map = {"": PartialState().local_process_index}
     # on CPU the weights stay float32 and bf16 means autocast (what the calibration measured)
-    weights = "fp32" if dev == "cpu" or prec == "fp16" else prec
+    weights = "fp32" if device == "cpu" or precision == "fp16" else precision
     model = students.load_model(student, dtype=runtime.torch_dtype(weights),
                                 quantization_config=quant, device_map=device_map)
     model.config.use_cache = False
     if quant is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
                       task_type="CAUSAL_LM",
                       target_modules=("all-linear" if cfg.lora_target_modules == ["all-linear"]
@@ -312,7 +312,7 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
     return cal
 
 
-def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], dev: str,
+def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], device: str,
                  accumulation: int, head_on_completion: bool, log):
     """Micro-batch size, accumulation and checkpointing that fit ``cfg.max_memory`` (a resumed run keeps its plan)."""
     from . import memory
@@ -324,17 +324,18 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
                            saved["gradient_checkpointing"], None, None, "kept from the interrupted run",
                            checkpoint_above_tokens=saved.get("checkpoint_above_tokens")), saved
     shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
-    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else (True if dev == "cuda" else None)
+    checkpointing = (cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None
+                     else (True if device == "cuda" else None))
     longest = max(kept, key=lambda t: len(t.input_ids))
     plan = memory.plan(shape, [(len(t.input_ids), t.trainable) for t in kept],
                        batch_size=cfg.per_device_train_batch_size, grad_accum=accumulation,
-                       budget_bytes=memory.budget(cfg.max_memory, dev),
+                       budget_bytes=memory.budget(cfg.max_memory, device),
                        trainable_params=memory.lora_parameters(shape, cfg.lora_r, cfg.lora_target_modules)
                        if shape else 0,
-                       checkpointing=gc, head_on_completion=head_on_completion,
+                       checkpointing=checkpointing, head_on_completion=head_on_completion,
                        longest_id=f"{longest.id}, line {longest.line}")
     if plan.per_device_train_batch_size != cfg.per_device_train_batch_size or (
-            plan.gradient_checkpointing and not gc):
+            plan.gradient_checkpointing and not checkpointing):
         log(f"max_memory {cfg.max_memory}: {plan.reason}")
     saved = plan.to_dict()
     if _main_process():
@@ -342,13 +343,13 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
     return plan, saved
 
 
-def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accumulation: int | None = None,
-                per_device: int | None = None):
+def _sft_config(cfg: TrainConfig, out: Path, device: str, precision: str, checkpointing: bool,
+                accumulation: int | None = None, per_device: int | None = None):
     """TRL's ``SFTConfig`` for this run: rows come tokenised, every step is logged, checkpoints in out/checkpoints."""
     from trl import SFTConfig
 
-    ckpt_field = ("activation_checkpointing" if "activation_checkpointing" in
-                  {f.name for f in dataclasses.fields(SFTConfig)} else "gradient_checkpointing")
+    checkpointing_field = ("activation_checkpointing" if "activation_checkpointing" in
+                           {f.name for f in dataclasses.fields(SFTConfig)} else "gradient_checkpointing")
     return SFTConfig(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=cfg.num_train_epochs,
@@ -360,12 +361,12 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accu
         gradient_accumulation_steps=accumulation or cfg.gradient_accumulation_steps,  # see .batch
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
-        optim=_optim(cfg, dev),
+        optim=_optim(cfg, device),
         max_length=cfg.max_length,
-        bf16=prec == "bf16",
-        fp16=prec == "fp16",
-        use_cpu=dev == "cpu",  # transformers refuses bf16 on CPU unless told the run is on CPU
-        **{ckpt_field: gc},
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",  # transformers refuses bf16 on CPU unless told the run is on CPU
+        **{checkpointing_field: checkpointing},
         seed=cfg.seed,
         data_seed=cfg.seed,
         logging_steps=1,
@@ -376,7 +377,7 @@ def _sft_config(cfg: TrainConfig, out: Path, dev: str, prec: str, gc: bool, accu
         disable_tqdm=True,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
-        dataloader_pin_memory=dev == "cuda",
+        dataloader_pin_memory=device == "cuda",
     )
 
 
@@ -615,7 +616,7 @@ def save(run: Setup, data: Data, model: Model, done: Fit, log=print) -> None:
     from .. import students
 
     if run.main:
-        m = _manifest(run, data, model, done, students.weight_hashes(run.student))
+        m = _train_manifest(run, data, model, done, students.weight_hashes(run.student))
         write_json(run.out / "manifest.json", m)
         log(f"trained {done.trainer.state.global_step} steps in {done.seconds:.0f} s "
             f"(final loss {m['loss_curve'][-1][1] if m['loss_curve'] else float('nan'):.4f}); adapter: {run.out}")
@@ -623,7 +624,7 @@ def save(run: Setup, data: Data, model: Model, done: Fit, log=print) -> None:
         torch.cuda.empty_cache()
 
 
-def _manifest(run: Setup, data: Data, model: Model, done: Fit, weights: dict) -> dict:
+def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: dict) -> dict:
     cfg, out, args, state = run.config, run.out, done.args, done.trainer.state
     curve = [[o["step"], o["loss"]] for _, o in iter_jsonl(out / LOG_NAME)] if (out / LOG_NAME).exists() else []
     tokens = int(state.num_input_tokens_seen or 0)
