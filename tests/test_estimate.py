@@ -18,7 +18,6 @@ from tracekd.experiment.estimate import (
     train_work,
 )
 from tracekd.experiment.plan import make_plan
-from tracekd.experiment.runner import planned_rows
 
 D = Dims(hidden=64, intermediate=128, layers=2, kv=32, vocab=1000, lora_params=500)
 
@@ -52,6 +51,12 @@ def test_train_work_micro_batches_checkpointing_and_steps():
     assert split.flops == pytest.approx(exact)
     ckpt = train_work(D, rows, batch_size=4, micro_batch=1, checkpointing=True)
     assert ckpt.flops == pytest.approx(split.flops * step_factor(True) / step_factor(False))
+    # checkpointing only for micro-batches over a token threshold (the memory plan's per-micro-batch switch)
+    assert train_work(D, rows, batch_size=4, micro_batch=1, checkpointing=True, checkpoint_above=10_000).flops \
+        == pytest.approx(split.flops)
+    some = train_work(D, rows, batch_size=4, micro_batch=1, checkpointing=True, checkpoint_above=100)
+    long_rows = sum(forward_flops(D, [n], 5) for n, _ in rows if n > 100)
+    assert some.flops == pytest.approx(split.flops + long_rows * (step_factor(True) - step_factor(False)))
     full_head = train_work(D, rows, batch_size=4, micro_batch=1, head_on_completion=False)
     assert full_head.flops > split.flops
     assert train_work(D, rows, batch_size=4, epochs=3).flops == pytest.approx(3 * whole.flops)
@@ -85,8 +90,8 @@ def test_token_counts_equal_the_training_tokenisation(tiny):
     from tracekd.train.data import tokenize_row
 
     config, stages = tiny
-    build = next(s for s in stages if s.kind == "build")
-    rows = planned_rows(build, config.run_dir, {})[("correct", "train")]
+    train = next(s for s in stages if s.kind == "train" and s.spec["arm"] == "correct")
+    rows = estimate.stage_rows(train, config.run_dir, {}, "train")  # rendered in memory, as the dry run does
     students._smollm2_tokenizer_folder()  # the tokenizer the dry run reads (converted once, as training does)
     counter = estimate.TokenCounter("tiny-random")
     assert counter.exact and "tokenizer and chat template" in counter.source
@@ -132,7 +137,7 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
     rate = forward_flops(dims, [96], head) * step_factor(False) * 200.0 / 96
     seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
     assert seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["train"] + work.flops / rate)
-    assert source.startswith("calibration: 200 tok/s") and "assumed 30 s" in source
+    assert source.startswith("calibration: 200 tok/s") and f"assumed {estimate.ASSUMED_OVERHEAD_S['train']:.0f} s" in source
     gwork, _, notes = estimate.generate_stage_work(gen, config.run_dir, cache)
     g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
     assert g_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["generate"] + gwork.flops / (rate * 2))
@@ -179,9 +184,11 @@ def test_finished_stages_record_their_measured_rate(tiny, tmp_path, monkeypatch)
     monkeypatch.setattr(estimate, "_tokenizer_folder", lambda student: folder)
     run_dir = tmp_path / "run"
     build = next(s for s in stages if s.kind == "build")
-    rows = planned_rows(build, config.run_dir, {})
-    for (arm, split), rs in rows.items():
-        _write_rows(build.dir(run_dir) / "sets" / arm / f"{split}.jsonl", rs)
+    for s in stages:
+        if s.kind == "train":
+            for split in ("train", "test"):
+                _write_rows(build.dir(run_dir) / "sets" / s.spec["arm"] / f"{split}.jsonl",
+                            estimate.stage_rows(s, config.run_dir, {}, split))
     train = next(s for s in stages if s.kind == "train" and s.spec["arm"] == "correct")
     adapter = train.dir(run_dir) / "adapter"
     adapter.mkdir(parents=True)

@@ -28,6 +28,7 @@ The source line of every estimate says which of these it used and what it assume
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
@@ -35,15 +36,24 @@ import random
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 
+from .. import students
 from ..build import BuildConfig, render_sets
+from ..errors import ConfigError, TracekdError
+from ..generate.base import batches, length_order
+from ..generate.config import GenerateConfig
+from ..generate.run import manifest_path
+from ..io import write_json
+from ..students import pin_template_kwargs
 from ..synth import generate_into
+from ..train import calibration, memory
+from ..train.config import TrainConfig
 from .plan import Stage
 
 #: bump when the FLOP count or the record format changes (older records are then ignored)
-ESTIMATE_VERSION = 1
+ESTIMATE_VERSION = 2  # 2: checkpointing counted only for the micro-batches that recompute
 #: records kept per (machine, student, device, kind); the median of these is used
 KEEP_RECORDS = 12
 #: backward FLOPs per forward FLOP: LoRA computes the frozen weights' input gradients (one forward's worth)
@@ -52,8 +62,9 @@ BACKWARD_RATIO = 1.0
 #: random epoch orders averaged for the expected padding of a micro-batch
 SHUFFLES = 8
 #: seconds per model stage outside its measured loop (start, imports, model load, calibration, saves) when no
-#: stage has finished here yet; assumed from the CoTemp CPU recipe's stages on this project's 2-core machine
-ASSUMED_OVERHEAD_S = {"train": 30.0, "generate": 20.0}
+#: stage has finished here yet: measured 8-14 s (train) and 8-13 s (generate) on this project's 2-core machine
+#: (demo and CoTemp CPU recipe stages, 2026-12-01)
+ASSUMED_OVERHEAD_S = {"train": 12.0, "generate": 10.0}
 #: a calibration that took longer than this (seconds) was starved of the CPU: its rate is not used
 CALIBRATION_MAX_S = 60.0
 #: seconds of the stages without a model and of analyze + report (same machine; not recorded, they are small)
@@ -115,13 +126,16 @@ class TrainWork:
 
 def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_accum: int = 1, micro_batch: int | None = None,
                epochs: float = 1.0, max_steps: int | None = None, checkpointing: bool = False,
-               head_on_completion: bool = True, by_length: bool = False, seed: int = 0) -> TrainWork:
+               head_on_completion: bool = True, by_length: bool = False, checkpoint_above: int | None = None,
+               seed: int = 0) -> TrainWork:
     """FLOPs of training on ``rows`` given as ``(tokens, completion tokens)``.
 
     Each optimizer step takes ``batch_size x grad_accum`` rows in random order (the expectation over
     :data:`SHUFFLES` seeded orders) and runs them as micro-batches of ``micro_batch`` rows, each padded to
     its longest row; ``by_length``: the step's rows longest first before they are split (as
-    :func:`tracekd.train.batch.by_length`). ``max_steps`` (when set) replaces the epochs.
+    :func:`tracekd.train.batch.by_length`). With ``checkpointing`` and ``checkpoint_above`` only micro-batches
+    of more tokens than that recompute (as the memory plan's per-micro-batch checkpointing does).
+    ``max_steps`` (when set) replaces the epochs.
 
     >>> d = Dims(hidden=4, intermediate=8, layers=1, kv=4, vocab=10)
     >>> w = train_work(d, [(10, 2)] * 8, batch_size=4, epochs=2)
@@ -135,7 +149,13 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
     micro = max(1, micro_batch or batch_size)
     per_step = max(1, batch_size * grad_accum)
     steps_per_epoch = math.ceil(len(rows) / per_step)
-    factor = step_factor(checkpointing)
+
+    def cost(mb: list[tuple[int, int]]) -> float:
+        t = max(n for n, _ in mb)
+        ckpt = checkpointing and (checkpoint_above is None or len(mb) * t > checkpoint_above)
+        return forward_flops(d, [n for n, _ in mb], sum(c for _, c in mb) if head_on_completion
+                             else len(mb) * t) * step_factor(ckpt)
+
     epoch_flops, step_flops = 0.0, []
     for k in range(SHUFFLES):
         order = list(rows)
@@ -145,9 +165,7 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
             step = order[s:s + per_step]
             if by_length:
                 step = sorted(step, key=lambda r: -r[0])
-            f = sum(forward_flops(d, [n for n, _ in mb], sum(c for _, c in mb) if head_on_completion
-                                  else len(mb) * max(n for n, _ in mb))
-                    for mb in (step[m:m + micro] for m in range(0, len(step), micro))) * factor
+            f = sum(cost(step[m:m + micro]) for m in range(0, len(step), micro))
             flops += f
             step_flops.append(f)
         epoch_flops += flops / SHUFFLES
@@ -181,8 +199,6 @@ def generate_work(d: Dims, prompts: list[int], completions: list[int], *, batch_
     >>> w.steps, w.rows          # batches (5, 4) -> 1 decode step and (3,) -> 5
     (6, 3)
     """
-    from ..generate.base import batches, length_order
-
     order = length_order(prompts) if sort_by_length else list(range(len(prompts)))
     flops, steps = 0.0, 0
     per_token = 2 * d.dense_per_token + 2 * d.vocab * d.hidden
@@ -202,8 +218,6 @@ def generate_work(d: Dims, prompts: list[int], completions: list[int], *, batch_
 
 def _tokenizer_folder(student: str) -> Path | None:
     """Where the student's tokenizer files already are (never downloads, converts or imports torch)."""
-    from .. import students
-
     try:
         kind, ident = students.parse_student(student)
     except Exception:  # noqa: BLE001 - an unknown student has no tokenizer here
@@ -231,8 +245,6 @@ def _tokenizer_folder(student: str) -> Path | None:
 
 def _model_folder(student: str) -> Path | None:
     """The student's config.json folder, if it is here already (built-ins: once converted into the cache)."""
-    from .. import students
-
     try:
         kind, ident = students.parse_student(student)
     except Exception:  # noqa: BLE001
@@ -258,8 +270,6 @@ def _model_folder(student: str) -> Path | None:
 
 def student_dims(student: str, lora_r: int = 16, targets: list[str] | None = None):
     """(:class:`Dims`, memory Shape) of the student from its config.json where it is here, else (None, None)."""
-    from ..train import memory
-
     if student == "tiny-random":
         from ..students import TINY_RANDOM_CONFIG as c
 
@@ -333,8 +343,6 @@ class TokenCounter:
 
     def _load(self, folder: Path, ctk: dict | None) -> None:
         from tokenizers import Tokenizer
-
-        from ..students import pin_template_kwargs
 
         cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")) \
             if (folder / "tokenizer_config.json").is_file() else {}
@@ -413,10 +421,6 @@ def load_records(kind: str, student: str | None = None, device: str = "cpu") -> 
 
 def add_record(record: dict, kind: str, student: str | None = None, device: str = "cpu") -> Path:
     """Append ``record`` (keeping the last :data:`KEEP_RECORDS`), under a file lock; returns the file."""
-    import fcntl
-
-    from ..io import write_json
-
     path = records_path(kind, student, device)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
@@ -475,7 +479,6 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
                     f"{cal.measured_at[:16]}): starved of the CPU, not used; a finished train stage will measure")
         if dims is None:
             return f"unknown: the shape of {student} is not known here (no config.json in the cache yet)"
-        from ..train import calibration
 
         t = int(cal.tokens_per_pass)
         # the probe: one row of t tokens, loss on its second half; since probe version 2 with training's own
@@ -508,8 +511,6 @@ def other_stage_seconds(kind: str) -> float | None:
 
 def _default(cls, name: str):
     """The default of setting ``name`` in config class ``cls`` or one of its sections (None if it has none)."""
-    from dataclasses import MISSING, fields, is_dataclass
-
     for f in fields(cls):
         if f.name == name:
             return f.default if f.default is not MISSING else \
@@ -536,11 +537,7 @@ def _counter(cache: dict, student: str, ctk: dict | None) -> TokenCounter:
 
 
 def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, device: str):
-    """(micro-batch, grad accumulation, checkpointing, head on completion, note) as training would plan them."""
-    from ..errors import ConfigError
-    from ..train import memory
-    from ..train.config import TrainConfig
-
+    """(micro-batch, checkpointing, tokens above which a micro-batch checkpoints, head on completion, note)."""
     bs = int(_setting(settings, TrainConfig, "per_device_train_batch_size"))
     ga = int(_setting(settings, TrainConfig, "gradient_accumulation_steps"))
     gc = settings.get("gradient_checkpointing")
@@ -555,8 +552,9 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
         p = memory.plan(shape, rows, batch_size=bs, grad_accum=ga, budget_bytes=budget,
                         trainable_params=dims.lora_params, checkpointing=gc, head_on_completion=head)
     except ConfigError:
-        return 1, ga * bs, True, head, "does not fit max_memory even one row at a time"
-    return p.per_device_train_batch_size, p.gradient_accumulation_steps, p.gradient_checkpointing, head, p.reason
+        return 1, True, None, head, "does not fit max_memory even one row at a time"
+    return (p.per_device_train_batch_size, p.gradient_checkpointing, getattr(p, "checkpoint_above_tokens", None),
+            head, p.reason)
 
 
 def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
@@ -585,8 +583,6 @@ def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
 
 def stage_rows(stage, run_dir: Path, cache: dict, split: str) -> list[dict] | None:
     """The rows a train (split train) or generate (split test) stage reads, or None when they cannot be had."""
-    from ..errors import TracekdError
-
     build = next((d for d in stage.deps if d.kind == "build"), None)
     if build is None:
         return None
@@ -597,10 +593,9 @@ def stage_rows(stage, run_dir: Path, cache: dict, split: str) -> list[dict] | No
 
 
 def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_batch: int | None = None,
-                     checkpointing: bool | None = None, rows: list[dict] | None = None):
+                     checkpointing: bool | None = None, checkpoint_above: int | None = None,
+                     rows: list[dict] | None = None):
     """(TrainWork, Dims, notes) of a train stage, or (None, None, why)."""
-    from ..train.config import TrainConfig
-
     try:
         from ..runtime import subset
     except ImportError:  # before the runtime module
@@ -619,18 +614,21 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
     counter = _counter(cache, student, settings.get("chat_template_kwargs"))
     counts = counter.count(rows)
     lengths = [(p + c, c) for p, c in counts]
-    micro, _, gc, head, why = _train_plan(settings, lengths, shape, dims, device)
+    micro, gc, above, head, why = _train_plan(settings, lengths, shape, dims, device)
     if micro_batch is not None or checkpointing is not None:  # what the finished stage ran with
-        micro, gc, why = micro_batch or micro, gc if checkpointing is None else checkpointing, "as it ran"
+        micro, gc, above, why = (micro_batch or micro, gc if checkpointing is None else checkpointing,
+                                 checkpoint_above, "as it ran")
     per_step = int(_setting(settings, TrainConfig, "per_device_train_batch_size")) * \
         int(_setting(settings, TrainConfig, "gradient_accumulation_steps"))
     work = train_work(dims, lengths, batch_size=per_step, micro_batch=micro,
                       epochs=float(_setting(settings, TrainConfig, "num_train_epochs")),
                       max_steps=settings.get("max_steps"), checkpointing=gc, head_on_completion=head,
                       by_length=bool(_setting(settings, TrainConfig, "micro_batches_by_length") or False),
+                      checkpoint_above=above,
                       seed=int(stage.spec.get("seed") or 0))
     by_length = work.micro_batch < per_step and bool(_setting(settings, TrainConfig, "micro_batches_by_length"))
-    plan = (f"micro-batches of {micro} row(s)" + (" with activation checkpointing" if gc else "")
+    ckpt = " with activation checkpointing" + (f" over {above} tokens" if above else "")
+    plan = (f"micro-batches of {micro} row(s)" + (ckpt if gc else "")
             + (" (as it ran)" if why == "as it ran" else " (the memory plan)")
             + (", each step's rows by length" if by_length else ", rows in random order"))
     notes = [counter.source, plan]
@@ -639,8 +637,6 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
 
 def generate_stage_work(stage, run_dir: Path, cache: dict):
     """(GenerateWork, Dims, notes) of a generate stage from its test rows, or (None, None, why)."""
-    from ..generate.config import GenerateConfig
-
     settings = dict(stage.spec.get("settings") or {})
     student = stage.spec["student"]
     rows = stage_rows(stage, run_dir, cache, "test")
@@ -710,7 +706,8 @@ def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None
         mem = m.get("memory") or {}
         work, _, notes = train_stage_work(stage, run_dir, {}, dev, rows=rows,
                                           micro_batch=mem.get("per_device_train_batch_size"),
-                                          checkpointing=res.get("gradient_checkpointing"))
+                                          checkpointing=res.get("gradient_checkpointing"),
+                                          checkpoint_above=mem.get("checkpoint_above_tokens"))
         if work is None or train_s <= 0:
             return None
         rec = {**base, "train_seconds": round(train_s, 3), "overhead_s": round(max(0.0, seconds - train_s), 3),
@@ -721,8 +718,6 @@ def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None
         add_record(rec, "train", stage.spec["student"], dev)
         return rec
     if stage.kind == "generate":
-        from ..generate.run import manifest_path
-
         gens = out / "generations.jsonl"
         m = json.loads(manifest_path(gens).read_text(encoding="utf-8"))
         timing = m.get("timing", {})
