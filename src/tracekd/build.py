@@ -22,6 +22,7 @@ from .errors import ConfigError, TracekdError, did_you_mean
 from .io import manifest, refuse_existing, replace_dir, sha256_file, sha256_text, write_json, write_records
 from .records import Example, SFTRow
 from .score.steps import verify_steps
+from .teacher.arms import ExtraArms
 from .traces.corrupt import ALL_ARMS, ARMS, TEACHER_ARMS, CannotCorrupt, Target, target_for
 from .traces.parse import parse
 from .traces.templates import Template, get_template, render_row
@@ -218,8 +219,6 @@ def render_split(config: BuildConfig, spec, template: Template, extra, split: st
 
 def render_sets(config: BuildConfig, progress: bool = False) -> dict[str, SplitSets]:
     """Every split of the build ``config`` describes, rendered in memory (nothing is written)."""
-    from .teacher.arms import ExtraArms
-
     spec, template, splits = load_inputs(config)
     extra = ExtraArms(config, template, splits)
     return {split: render_split(config, spec, template, extra, split, examples, progress)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import operator
 import types
 import typing
@@ -235,8 +236,6 @@ def coerce(value: Any, tp: Any, name: str, where: str = "") -> Any:
         if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
             value = parse_assignments(value, name)
         if isinstance(value, str):
-            import json
-
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from .errors import ConfigError, did_you_mean
+from .io import read_json, sha256_file, sha256_text, write_json
 from .registry import Registry
 
 #: built-in name -> the function that materialises its folder in the cache (returns the folder)
@@ -124,7 +125,6 @@ def smollm2_gguf() -> Path:
 
 def _gguf_key(gguf: Path) -> str:
     st = gguf.stat()
-    from .io import sha256_text
 
     return sha256_text(f"{gguf.name}:{st.st_size}")[:10]
 
@@ -249,7 +249,6 @@ def _convert_smollm2(gguf: Path) -> Path:
 
 def _tiny_random_folder() -> Path:
     tok_folder = _smollm2_tokenizer_folder()
-    from .io import sha256_text
 
     key = sha256_text(json.dumps([TINY_RANDOM_CONFIG, TINY_RANDOM_SEED, tok_folder.name], sort_keys=True))[:10]
 
@@ -353,8 +352,6 @@ def weights_folder(student: Student) -> Path | None:
 
 def weight_hashes(student: Student) -> dict[str, str]:
     """sha256 of every weight file of the student (cached by path, size and mtime)."""
-    from .io import read_json, sha256_file, write_json
-
     folder = weights_folder(student)
     if folder is None:
         return {}

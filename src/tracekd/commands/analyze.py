@@ -16,6 +16,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .. import __version__
+from ..errors import ConfigError
+from ..io import read_json, read_records, refuse_existing, sha256_file, write_json
+from ..records import Example, Judgement
+from ..score.judge import read_generations
+from ..stats.analysis import assemble_analysis, off_diagonal_examples
+from ..stats.results import Input
+from ..stats.summary import format_compare, format_summary
+
 HELP = "statistics of judgements: accuracies, step-vs-answer 2x2 tests, McNemar between arms"
 #: the flag that records off-diagonal examples (the report names it when none were recorded)
 EXAMPLES_HOW = "pass `--show-examples K` to `tracekd analyze`"
@@ -42,8 +51,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _recorded(path: Path) -> dict:
     """What `tracekd score` recorded beside a judgements file (its summary.json), if it is that file's."""
-    from ..io import read_json, sha256_file
-
     summary = path.parent / "summary.json"
     if not summary.is_file():
         return {}
@@ -63,14 +70,6 @@ def _common_prefix_dataset(judgements) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import __version__
-    from ..errors import ConfigError
-    from ..io import read_records, refuse_existing, sha256_file, write_json
-    from ..records import Judgement
-    from ..stats.analysis import assemble_analysis
-    from ..stats.results import Input
-    from ..stats.summary import format_compare, format_summary
-
     paths = [Path(p) for p in args.judgements]
     if args.out:
         refuse_existing(args.out, args.overwrite, "analysis file")
@@ -130,12 +129,6 @@ def _one(values: set):
 
 def _examples_of(path: Path, recorded: dict, judgements, k: int) -> list[dict]:
     """Off-diagonal examples of one judgements file, from the inputs its score recorded."""
-    from ..errors import ConfigError
-    from ..io import read_records
-    from ..records import Example
-    from ..score.judge import read_generations
-    from ..stats.analysis import off_diagonal_examples
-
     config = recorded.get("config") or {}
     gens_path, ex_path = config.get("generations"), config.get("examples")
     if not (gens_path and ex_path and Path(gens_path).is_file() and Path(ex_path).is_file()):

@@ -13,6 +13,11 @@ whose time expression could not be parsed. --json writes everything, every disag
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..datasets.cotemp_audit import audit, format_audit
+from ..errors import DataError
+from ..io import write_json
 
 HELP = "check a dataset's labels against tracekd's rules (cotemp: relation from the facts' dates)"
 
@@ -31,12 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..datasets.cotemp_audit import audit, format_audit
-    from ..errors import DataError
-    from ..io import write_json
-
     path = Path(args.data)
     if not path.exists():
         raise DataError("no such file or folder", path=path)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 
+from ..build import BuildConfig, build
+from ..config import add_command_arguments, config_from_args
+
 HELP = "write the SFT sets (vanilla / correct / incorrect ... arms) for a dataset"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..build import BuildConfig
-    from ..config import add_command_arguments
-
     add_command_arguments(parser, BuildConfig)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing OUT as a whole (the new build is written beside it, then swapped in)")
@@ -32,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import BuildConfig, build
-    from ..config import config_from_args
-
     config = config_from_args(args, BuildConfig)
     if config is None:
         return 0

@@ -12,13 +12,15 @@ Re-running skips what is finished.
 from __future__ import annotations
 
 import argparse
+from importlib.resources import files
+
+from ..experiment.config import load_experiment
+from ..experiment.executors import run_experiment
 
 HELP = "run the main job (synthetic bAbI, default student, 3 arms) and write the report"
 
 
 def config_path():
-    from importlib.resources import files
-
     return files("tracekd") / "configs" / "demo.yaml"
 
 
@@ -29,9 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..experiment.config import load_experiment
-    from ..experiment.executors import run_experiment
-
     path = config_path()
     if args.print_config:
         print(path.read_text(encoding="utf-8"), end="")

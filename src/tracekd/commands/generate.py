@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import add_command_arguments, config_from_args
+from ..generate import generate
+from ..generate.config import GenerateConfig
+
 HELP = "generate completions for an arm's test rows (batched, resumable)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_command_arguments
-    from ..generate.config import GenerateConfig
-
     add_command_arguments(parser, GenerateConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_args
-    from ..generate.config import GenerateConfig
-
     config = config_from_args(args, GenerateConfig)
     if config is not None:
-        from ..generate import generate
-
         generate(config)
     return 0

@@ -15,6 +15,13 @@ import argparse
 import dataclasses
 import typing
 
+from ..datasets import DATASETS
+from ..errors import ConfigError
+from ..score.steps import TRACE_DEFINITIONS
+from ..students import BUILTINS
+from ..traces.corrupt import ARM_MAKERS
+from ..traces.templates import shipped_templates
+
 HELP = "list datasets (labels, sizes, loader options), arms, templates, scorers, trace definitions, students"
 
 
@@ -66,13 +73,7 @@ def option_lines(options_cls: type) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import DATASETS
-    from ..errors import ConfigError
     from ..score.answer import SCORERS
-    from ..score.steps import TRACE_DEFINITIONS
-    from ..students import BUILTINS
-    from ..traces.corrupt import ARM_MAKERS
-    from ..traces.templates import shipped_templates
 
     paths = {}
     for item in args.data:

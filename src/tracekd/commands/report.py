@@ -13,6 +13,10 @@ command that reproduces the run (from RUN_DIR/plan.json) and the tracekd version
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..report import load_analysis, write_report
 
 HELP = "write report.md, a self-contained report.html and PNG plots from a run's analysis.json"
 
@@ -28,11 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..errors import ConfigError
-    from ..report import load_analysis, write_report
-
     run_dir = Path(args.run_dir)
     path = Path(args.analysis) if args.analysis else run_dir / "analysis.json"
     if not path.is_file():

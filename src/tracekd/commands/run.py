@@ -17,6 +17,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import explain as explain_fields
+from ..config import read_yaml, settings_of
+from ..errors import ConfigError
+from ..experiment.config import DatasetEntry, ExecutorConfig, ExperimentConfig, Resources, SynthSpec, load_experiment
+from ..experiment.executors import run_experiment
+from ..experiment.state import status_table
+from ..generate.config import GenerateConfig, GenerateSettings
+from ..teacher.stages import Endpoint, TeacherSection
+from ..train.config import TrainConfig, TrainSettings
+
 HELP = "run an experiment config end to end (resumable; --dry-run shows the plan)"
 
 #: the executors (tracekd.experiment.config.EXECUTORS; repeated here so --help needs no import)
@@ -38,14 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def explain() -> str:
     """Every key of the experiment config (and its nested sections) with its type, default and help."""
-    from ..config import explain as explain_fields
-    from ..experiment.config import DatasetEntry, ExperimentConfig, SynthSpec
-
-    from ..experiment.config import ExecutorConfig, Resources
-    from ..generate.config import GenerateSettings
-    from ..teacher.stages import Endpoint, TeacherSection
-    from ..train.config import TrainSettings
-
     return "\n\n".join(f"# {title}\n{explain_fields(cls)}" for title, cls in (
         ("top level", ExperimentConfig), ("datasets[] entries", DatasetEntry), ("datasets[].synth", SynthSpec),
         ("train (flat keys; the headings are their sections)", TrainSettings),
@@ -55,16 +57,10 @@ def explain() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from ..experiment.config import load_experiment
-    from ..experiment.executors import run_experiment
-
     if args.explain:
         print(explain())
         return 0
     if args.status:
-        from ..experiment.state import status_table
-
         print(status_table(args.status))
         return 0
     if not args.config:
@@ -84,11 +80,6 @@ def run(args: argparse.Namespace) -> int:
 
 def not_an_experiment(path: str) -> None:
     """A train or generate recipe given to `tracekd run` is named as such, with the command that takes it."""
-    from ..config import read_yaml, settings_of
-    from ..errors import ConfigError
-    from ..generate.config import GenerateConfig
-    from ..train.config import TrainConfig
-
     keys = {str(k).replace("-", "_") for k in read_yaml(path)}
     if not keys or "datasets" in keys:
         return

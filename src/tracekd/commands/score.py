@@ -31,22 +31,37 @@ also a key of a --config YAML file (flags override it; `tracekd score --explain`
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+from ..config import add_command_arguments, config_from_args
+from ..errors import DataError
+from ..generate.run import manifest_path
+from ..io import (
+    iter_jsonl,
+    manifest,
+    read_json,
+    read_records,
+    refuse_existing,
+    replace_dir,
+    sha256_file,
+    write_json,
+    write_records,
+)
+from ..records import Example
+from ..score.config import ScoreConfig
+from ..score.judge import ReadOptions, read_generations, score_all, settings_for
+from ..stats.summary import format_summary, summarize
 
 HELP = "parse, verify and score generations against gold examples (joined by id)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_command_arguments
-    from ..score.config import ScoreConfig
-
     add_command_arguments(parser, ScoreConfig)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT as a whole")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_args
-    from ..score.config import ScoreConfig
-
     config = config_from_args(args, ScoreConfig)
     if config is not None:
         score(config, overwrite=args.overwrite)
@@ -55,15 +70,6 @@ def run(args: argparse.Namespace) -> int:
 
 def score(config, overwrite: bool = False) -> None:
     """Judge ``config.generations`` (a :class:`~tracekd.score.config.ScoreConfig`) and write ``config.out``."""
-    from dataclasses import asdict
-    from pathlib import Path
-
-    from ..errors import DataError
-    from ..io import manifest, read_records, refuse_existing, replace_dir, sha256_file, write_json, write_records
-    from ..records import Example
-    from ..score.judge import ReadOptions, read_generations, score_all, settings_for
-    from ..stats.summary import format_summary, summarize
-
     refuse_existing(config.out, overwrite, "score output folder")
     for what, p in (("generations", config.generations), ("examples", config.examples)):
         if not Path(p).is_file():
@@ -101,12 +107,6 @@ def score(config, overwrite: bool = False) -> None:
 def recorded_cell(config, examples: list) -> dict:
     """Dataset, student, arm and seed of what is scored: the config's, else the generations' own records
     (an ``arm`` field every line shares, as in SFT rows; the ``tracekd generate`` manifest beside them)."""
-    from pathlib import Path
-
-    from ..errors import DataError
-    from ..generate.run import manifest_path
-    from ..io import iter_jsonl, read_json
-
     cell = {"dataset": examples[0].dataset if examples else None, "student": config.student, "arm": config.arm,
             "seed": config.seed}
     if cell["arm"] is None:

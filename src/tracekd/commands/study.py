@@ -20,7 +20,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..io import read_json
+from ..study.analyze import analyze, markdown_tables, write_analysis
+from ..study.build import build_study, load_study
+from ..study.config import load_study_config
+from ..study.power import achieved_power, anova_per_group, per_group
+from ..study.report import write_link
 
 HELP = "human rating study of trace types: build, serve, export, analyze, power"
 
@@ -110,10 +120,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args) -> int:
-    from ..errors import ConfigError
-    from ..study.build import build_study
-    from ..study.config import load_study_config
-
     over = {k: getattr(args, k) for k in ("seed", "items_per_condition", "items_per_participant", "split", "design")
             if getattr(args, k) is not None}
     if args.conditions:
@@ -136,11 +142,8 @@ def _build(args) -> int:
 
 
 def _serve(args) -> int:
-    import secrets
-
     import uvicorn
 
-    from ..errors import ConfigError
     from ..study.app import create_app
 
     token = args.admin_token or os.environ.get("TRACEKD_STUDY_ADMIN_TOKEN")
@@ -163,7 +166,6 @@ def _serve(args) -> int:
 
 
 def _store(study_dir, db):
-    from ..study.build import load_study
     from ..study.store import StudyStore, default_url
 
     cfg, items = load_study(study_dir)
@@ -171,9 +173,6 @@ def _store(study_dir, db):
 
 
 def _export(args) -> int:
-    from pathlib import Path
-
-    from ..errors import ConfigError
     from ..study.export import write_export
 
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
@@ -194,12 +193,6 @@ def _export(args) -> int:
 
 
 def _analyze(args) -> int:
-    from pathlib import Path
-
-    from ..errors import ConfigError
-    from ..io import read_json
-    from ..study.analyze import analyze, markdown_tables, write_analysis
-    from ..study.config import load_study_config
     from ..study.export import read_export
 
     src = Path(args.source)
@@ -231,16 +224,11 @@ def _analyze(args) -> int:
     print(markdown_tables(a))
     print(f"wrote {', '.join(str(p) for p in written)}")
     if args.link:
-        from ..study.report import write_link
-
         print(f"wrote {write_link(args.link, out / 'analysis.json')} (`tracekd report {args.link}` shows the ratings)")
     return 0
 
 
 def _power(args) -> int:
-    from ..errors import ConfigError
-    from ..study.power import achieved_power, anova_per_group, per_group
-
     try:
         if args.test == "anova":
             r = anova_per_group(args.effect_size, args.groups, alpha=args.alpha, power=args.power)

@@ -18,23 +18,22 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import add_command_arguments, config_from_args
+from ..io import read_json
+from ..teacher.client import MANIFEST, dry_run, run_requests
+from ..teacher.config import TeacherRunConfig
+from ..teacher.inputs import read_requests
+
 HELP = "ask a teacher endpoint (OpenAI-compatible) for reasoning traces; cached, resumable, budgeted"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_command_arguments
-    from ..teacher.config import TeacherRunConfig
-
     parser.add_argument("--dry-run", action="store_true",
                         help="print how many requests are needed and cached, and an upper bound on tokens; send none")
     add_command_arguments(parser, TeacherRunConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_args
-    from ..teacher.config import TeacherRunConfig
-    from ..teacher.inputs import read_requests
-
     config = config_from_args(args, TeacherRunConfig)
     if config is None:
         return 0
@@ -42,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
                              config.max_examples)
     settings = config.client_settings()
     if args.dry_run:
-        from ..teacher.client import dry_run
-
         d = dry_run(requests, config.out, settings)
         bound = "unknown (set --max-tokens)" if d["tokens_max"] is None else f"<= {d['tokens_max']:,}"
         print(f"{d['items']} item(s): {d['done']} already in {config.out}, {d['cached']} answered by the cache, "
@@ -54,8 +51,6 @@ def run(args: argparse.Namespace) -> int:
         if cost is not None:
             print(f"cost: <= {cost}")
         return 0
-    from ..io import read_json
-    from ..teacher.client import MANIFEST, run_requests
 
     path = run_requests(requests, config.out, settings, manifest_extra={"input_file": config.input_file,
                                                                           "purpose": config.purpose})

@@ -15,29 +15,30 @@ Run the same command with --resume. Several GPUs: `accelerate launch -m tracekd.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from ..config import add_command_arguments, config_from_args
+from ..errors import DataError
+from ..io import iter_jsonl
+from ..records import kind_of
+from ..runtime import read_rows
+from ..train import train
+from ..train.calibration import explain
+from ..train.config import TrainConfig
 
 HELP = "fine-tune a student (LoRA/QLoRA) on an arm's SFT rows"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import add_command_arguments
-    from ..train.config import TrainConfig
-
     add_command_arguments(parser, TrainConfig)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import config_from_args
-    from ..train.config import TrainConfig
-
     config = config_from_args(args, TrainConfig)
     if config is None and args.explain:
-        from ..train.calibration import explain
-
         print("\n" + explain())
     if config is not None:
         check_inputs(config)  # before torch and the student are loaded
-        from ..train import train
 
         train(config)
     return 0
@@ -51,13 +52,6 @@ _OTHER_FILES = {"Example": "gold examples (BUILD_DIR/examples/*.jsonl, what `tra
 def check_inputs(config) -> None:
     """The train file exists and every row is an SFT row with its fields (a file of another tracekd
     record is named as such); the output folder is not a file. Imports neither torch nor a model."""
-    from pathlib import Path
-
-    from ..errors import DataError
-    from ..io import iter_jsonl
-    from ..records import kind_of
-    from ..runtime import read_rows
-
     path = Path(config.train_file)
     hint = "pass an arm's SFT rows: BUILD_DIR/ARM/train.jsonl written by `tracekd build`"
     if not path.is_file():

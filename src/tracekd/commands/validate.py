@@ -15,20 +15,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..datasets import DATASETS
+
 HELP = "check a dataset's raw files; report every problem (file, line, field)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..datasets import DATASETS
-
     parser.add_argument("--dataset", required=True, metavar="NAME",
                         help=f"dataset format ({', '.join(DATASETS.names())})")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="a data file or a folder of them")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..datasets import DATASETS
-
     spec = DATASETS.get(args.dataset)
     problems, notes = [], []
     for path in args.paths:

@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..config import flat_keys, given, load_config
+from ..datasets import DATASETS
 from ..errors import ConfigError, did_you_mean
 from ..generate.config import GenerateSettings
 from ..score.steps import DEFAULT_TRACE_DEFINITION
-from ..students import DEFAULT_STUDENT
+from ..students import DEFAULT_STUDENT, parse_student
 from ..teacher.stages import TeacherSection
+from ..traces.corrupt import ALL_ARMS, TEACHER_ARMS
 from ..train.config import TrainSettings
 
 
@@ -105,8 +107,6 @@ class ExecutorConfig:
         "help": "slurm: command that runs Python on the nodes (default: this interpreter)"})
 
     def __post_init__(self) -> None:
-        from ..config import load_config
-
         for kind, res in self.resources.items():
             if kind != "default" and kind not in STAGE_NAMES:
                 raise ConfigError("executor.resources: " + did_you_mean(str(kind), [*STAGE_NAMES, "default"],
@@ -120,8 +120,6 @@ class ExecutorConfig:
 
     def resources_for(self, kind: str) -> Resources:
         """Built-in defaults < the config's `default` entry < the config's entry for ``kind``."""
-        from ..config import load_config
-
         merged: dict = {}
         for layer in (DEFAULT_RESOURCES["default"], DEFAULT_RESOURCES.get(kind, {}),
                       self.resources.get("default", {}), self.resources.get(kind, {})):
@@ -160,8 +158,6 @@ class ExperimentConfig:
                 "every arm is restricted to the items it answers right (needed by the teacher-* arms)"})
 
     def __post_init__(self) -> None:
-        from ..traces.corrupt import ALL_ARMS, TEACHER_ARMS
-
         for arm in self.arms:
             if arm not in ALL_ARMS:
                 raise ConfigError(did_you_mean(arm, ALL_ARMS, "arm"))
@@ -174,9 +170,6 @@ class ExperimentConfig:
 
     def _check_names(self) -> None:
         """Students, datasets and loader options are checked now (did-you-mean), not when their stage runs."""
-        from ..datasets import DATASETS
-        from ..students import parse_student
-
         for student in self.students:
             try:
                 parse_student(student)

@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import load_config
 from ..devices import visible_gpus
-from ..errors import ConfigError, TracekdError
+from ..errors import ConfigError, TracekdError, did_you_mean
 from .analysis import finish_run
 from .config import EXECUTORS, ExperimentConfig, Resources
+from .locks import StageBusy
 from .plan import Stage, make_plan, stages_from_dicts
 from .runner import describe_plan, is_model_stage, missing_data, run_stage, write_plan
 from .state import clear_job, log_path, record_job, tail
@@ -57,8 +59,6 @@ def resolve_executor(name: str) -> str:
     'slurm'
     """
     if name not in EXECUTORS:
-        from ..errors import did_you_mean
-
         raise ConfigError(did_you_mean(name, EXECUTORS, "executor"))
     return "subprocess" if name == "auto" else name
 
@@ -77,8 +77,6 @@ def execute_stage(run_dir: str, dirname: str, cwd: str | None = None, log_file: 
     A failure is recorded in the stage's job record with the error and the log file before it is
     re-raised, so ``--status`` shows it even when nobody waits for the job (SLURM).
     """
-    from .locks import StageBusy
-
     if cwd:
         os.chdir(cwd)  # relative data paths in the config are relative to where the run was started
     rd = Path(run_dir)
@@ -112,8 +110,6 @@ def _submitit_log() -> str | None:
 
 def finish_job(run_dir: str, cwd: str | None = None) -> str:
     """The last SLURM job: analyze every cell and write the report (all stages must be done)."""
-    from ..config import load_config
-
     if cwd:
         os.chdir(cwd)
     rd = Path(run_dir)

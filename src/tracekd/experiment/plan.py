@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..fingerprint import Fingerprint
 from ..io import sha256_text, sha256_tree
+from ..teacher.stages import build_spec_additions, teacher_stage_spec
 from ..traces.corrupt import BASELINE_ARMS
 from .config import DatasetEntry, ExperimentConfig
 
@@ -107,8 +108,6 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
             options.setdefault("tasks", entry.synth.tasks)  # load just the generated tasks
         teacher = None
         if config.teacher is not None:  # one per dataset: the builds of every seed read its responses
-            from ..teacher.stages import teacher_stage_spec
-
             spec = teacher_stage_spec(config.teacher, config.arms, {
                 "dataset": entry.name, "data": None if synth else entry.data, "options": options,
                 "template": entry.template, "max_train": entry.max_train, "max_test": entry.max_test,
@@ -123,8 +122,6 @@ def make_plan(config: ExperimentConfig) -> list[Stage]:
                      "max_train": entry.max_train, "max_test": entry.max_test, "subset_seed": entry.subset_seed}
             deps = [synth] if synth else []
             if teacher is not None:
-                from ..teacher.stages import build_spec_additions
-
                 bspec.update(build_spec_additions(config.teacher))
                 deps.append(teacher)
             build = Stage("build", f"build {entry.name}/seed{seed}", stage_key("build", bspec, deps, inputs),

@@ -7,16 +7,28 @@ run killed at any point and started again finishes with the same numbers as an u
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..build import BuildConfig, build
+from ..datasets import DATASETS
 from ..devices import visible_gpus
-from ..io import manifest, read_records, write_json
+from ..generate import generate_from_settings
+from ..io import manifest, read_records, write_json, write_records
 from ..records import Example
+from ..score.judge import read_generations, score_pairs, settings_for
+from ..stats.summary import summarize
+from ..synth import generate_into
+from ..teacher.stages import describe_teacher_stage, response_dirs, run_teacher_stage
+from ..train import train_from_settings
 from .config import STAGE_NAMES, ExperimentConfig
+from .estimate import ASSUMED_STAGE_S, describe_sources, estimate_stage
+from .locks import stage_lock
 from .plan import Stage
+from .state import stage_state
 
 
 @dataclass(frozen=True)
@@ -61,50 +73,36 @@ def data_path(stage: Stage, run_dir: Path) -> str:
 
 @stage_kind("synth", help="synthetic raw data (tracekd synth)")
 def _run_synth(stage: Stage, run_dir: Path) -> None:
-    from ..synth import generate_into
-
     generate_into(stage.spec, stage.dir(run_dir) / "data", overwrite=True)  # an unfinished stage's files
 
 
 @stage_kind("build", help="SFT sets of every arm (tracekd build)")
 def _run_build(stage: Stage, run_dir: Path) -> None:
-    from ..build import BuildConfig, build
-
     spec = dict(stage.spec)
     spec["data"] = data_path(stage, run_dir)
     if stage.optional_input("teacher") is not None:  # restricted to the teacher-correct subset
-        from ..teacher.stages import response_dirs
-
         spec["teacher_responses"] = response_dirs(stage.input("teacher").dir(run_dir))
     build(BuildConfig(out=str(stage.dir(run_dir) / "sets"), **spec), progress=False, overwrite=True)
 
 
 def _describe_teacher(stage: Stage, run_dir: Path) -> str:
     """The requests and tokens the teacher stage needs, and how many are cached."""
-    from ..teacher.stages import describe_teacher_stage
-
     return describe_teacher_stage(stage, run_dir, data_path(stage, run_dir))
 
 
 @stage_kind("teacher", help="teacher answers, explanations and summaries through the client (tracekd teacher)",
             describe=_describe_teacher)
 def _run_teacher(stage: Stage, run_dir: Path) -> None:
-    from ..teacher.stages import run_teacher_stage
-
     run_teacher_stage(stage, run_dir, data_path(stage, run_dir))
 
 
 def _estimate(stage: Stage, run_dir: Path, cache: dict, device: str) -> tuple[float | None, str]:
     """A train or generate stage's time from its rows' tokens and the rate measured here (:mod:`.estimate`)."""
-    from .estimate import estimate_stage
-
     return estimate_stage(stage, run_dir, cache, device)
 
 
 @stage_kind("train", model=True, help="LoRA fine-tuning of one cell (tracekd train)", estimate=_estimate)
 def _run_train(stage: Stage, run_dir: Path) -> None:
-    from ..train import train_from_settings
-
     build_dir = stage.input("build").dir(run_dir) / "sets"
     train_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
                         train_file=build_dir / stage.spec["arm"] / "train.jsonl",
@@ -114,8 +112,6 @@ def _run_train(stage: Stage, run_dir: Path) -> None:
 @stage_kind("generate", model=True, help="generations of one cell's adapter (tracekd generate)",
             estimate=_estimate)
 def _run_generate(stage: Stage, run_dir: Path) -> None:
-    from ..generate import generate_from_settings
-
     train = stage.optional_input("train")  # the zero-shot baselines have none
     generate_from_settings(stage.spec["settings"], student=stage.spec["student"], seed=stage.spec["seed"],
                            adapter=train.dir(run_dir) / "adapter" if train is not None else None,
@@ -125,10 +121,6 @@ def _run_generate(stage: Stage, run_dir: Path) -> None:
 
 @stage_kind("score", help="parse, verify and score one cell's generations (tracekd score)")
 def _run_score(stage: Stage, run_dir: Path) -> None:
-    from ..io import write_records
-    from ..score.judge import read_generations, score_pairs, settings_for
-    from ..stats.summary import summarize
-
     out = stage.dir(run_dir)
     examples = read_records(stage.input("build").dir(run_dir) / "sets" / "examples" / "test.jsonl", Example)
     settings = settings_for(examples, stage.spec["template"], stage.spec["scorer"], stage.spec["trace_definition"])
@@ -152,8 +144,6 @@ def run_stage(stage: Stage, run_dir: Path) -> None:
     Holds the stage folder's lock throughout (:mod:`.locks`): the same stage never runs twice at once,
     whichever executor or re-submission started it.
     """
-    from .locks import stage_lock
-
     out = stage.dir(run_dir)
     with stage_lock(out):
         if stage.done(run_dir):  # finished by another runner while this one waited in a queue
@@ -171,8 +161,6 @@ def record_timing(stage: Stage, run_dir: Path, seconds: float) -> None:
 
     Never fails the run: a record that cannot be written is reported on stderr and skipped.
     """
-    import sys
-
     try:
         from .estimate import record_stage
 
@@ -189,8 +177,6 @@ def estimate_seconds(stage: Stage, run_dir: Path, cache: dict, device: str = "cp
 
 def missing_data(config: ExperimentConfig) -> list[str]:
     """One line per configured data folder that does not exist, saying where to get it."""
-    from ..datasets import DATASETS
-
     lines = []
     for entry in config.datasets:
         if entry.data is not None and not Path(entry.data).exists():
@@ -205,13 +191,10 @@ def _fmt_minutes(seconds: float | None) -> str:
 
 def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, executor: str = "local") -> str:
     """The plan as a table: stage, key, status, estimate, the rows it waits for and (off local) its resources."""
-    from .state import stage_state
-
     device = "cuda" if visible_gpus() else "cpu"
     missing = missing_data(config)
     absent = {e.data for e in config.datasets if e.data is not None and not Path(e.data).exists()}
     index = {s.dirname: i for i, s in enumerate(stages, 1)}
-    from .estimate import ASSUMED_STAGE_S, describe_sources
 
     cache: dict = {}
     sources: dict[tuple[str, str, str], str] = {}

@@ -15,9 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..io import write_json
 from .locks import holder, pid_alive
-from .plan import Stage
+from .plan import Stage, stages_from_dicts
 
 STATES = ("done", "running", "failed", "partial", "queued", "missing")
 
@@ -100,9 +101,6 @@ def stage_state(stage: Stage, run_dir: Path) -> StageState:
 
 def status_table(run_dir: Path) -> str:
     """``tracekd run --status RUN``: every stage of the run's ``plan.json`` with its state."""
-    from ..errors import ConfigError
-    from .plan import stages_from_dicts
-
     run_dir = Path(run_dir)
     plan = run_dir / "plan.json"
     if not plan.is_file():

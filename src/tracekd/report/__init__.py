@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import __version__
+from ..io import atomic_write, write_text
 from ..stats.results import Analysis
+from . import html, markdown, sections
+from .document import Figure
 from .inputs import load_analysis, reproduce_command
 
 __all__ = ["Rendered", "load_analysis", "render", "reproduce_command", "write_report"]
@@ -26,10 +30,6 @@ class Rendered:
 def render(analysis: Analysis, *, command: str | None = None, source: str = "analysis.json",
            examples_per_cell: int = 3, run_dir: Path | None = None) -> Rendered:
     """The report's text and figures in memory (nothing written); ``run_dir`` is handed to extra sections."""
-    from .. import __version__
-    from . import html, markdown, sections
-    from .document import Figure
-
     blocks = sections.build(analysis, sections.Header(version=__version__, command=command, source=source),
                             examples_per_cell=examples_per_cell, run_dir=run_dir)
     title = f"tracekd report: {analysis.experiment or '(unnamed)'}"
@@ -41,8 +41,6 @@ def write_report(run_dir: Path, analysis: Analysis, *, command: str | None = Non
                  source: str = "analysis.json") -> Path:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``run_dir`` (atomically each); return
     the HTML path. ``command`` defaults to the one ``run_dir/plan.json`` names, if any."""
-    from ..io import atomic_write, write_text
-
     run_dir = Path(run_dir)
     if command is None:
         command = reproduce_command(run_dir)

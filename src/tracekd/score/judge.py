@@ -29,7 +29,7 @@ from ..datasets import DATASETS
 from ..errors import DataError
 from ..records import Example, Generation, Judgement
 from ..traces.parse import parse
-from ..traces.templates import Template
+from ..traces.templates import Template, get_template
 from .answer import get_scorer
 from .steps import DEFAULT_TRACE_DEFINITION, StepVerdicts, trace_ok, verify_steps
 
@@ -385,8 +385,6 @@ def settings_for(examples: list[Example], template: str | None = None, scorer: s
 
 
 def score_pairs(pairs: list[tuple[Example, Generation]], settings: JudgeSettings) -> list[Judgement]:
-    from ..traces.templates import get_template
-
     template = get_template(settings.template)
     scorer = get_scorer(settings.scorer)
     was_enabled = gc.isenabled()

@@ -14,6 +14,7 @@ incomplete) are left out and counted.
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from collections import Counter
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import atomic_write, manifest, sha256_file, write_json, write_text
 from .config import StudyConfig
 
 
@@ -282,8 +284,6 @@ def _figure(width: float, height: float):
 
 
 def _png(fig) -> bytes:
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})  # no version or date: same data, same bytes
     return buf.getvalue()
@@ -345,8 +345,6 @@ def plot_scales(a: dict) -> bytes:
 
 def write_analysis(a: dict, out: str | Path, *, plots: bool = True, **manifest_more) -> list[Path]:
     """``analysis.json``, ``tables.md``, ``plots/likert.png``, ``plots/scales.png`` and ``manifest.json``."""
-    from ..io import atomic_write, manifest, sha256_file, write_json, write_text
-
     out = Path(out)
     written = [out / "analysis.json", out / "tables.md"]
     write_json(written[0], a)

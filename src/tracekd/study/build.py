@@ -18,8 +18,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
-from ..io import iter_jsonl, manifest, sha256_file, write_json
-from .config import StudyConfig, config_dict
+from ..io import iter_jsonl, manifest, read_json, sha256_file, write_json
+from .config import StudyConfig, config_dict, load_study_config
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.S)
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
@@ -216,12 +216,9 @@ def build_study(cfg: StudyConfig, build_dir: str | Path, out: str | Path, *, ove
 
 def load_study(study_dir: str | Path) -> tuple[StudyConfig, list[dict]]:
     """A study folder's config and items (as ``build_study`` wrote them)."""
-    from .config import load_study_config
-
     path = Path(study_dir) / "study.json"
     if not path.is_file():
         raise ConfigError(f"no study at {study_dir} (expected {path}; run `tracekd study build` first)")
-    from ..io import read_json
 
     data = read_json(path)
     cfg = load_study_config(data.get("config") or {})

@@ -14,7 +14,8 @@ import io
 import json
 from pathlib import Path
 
-from ..io import dumps, manifest, sha256_file, write_text
+from ..errors import DataError
+from ..io import dumps, iter_jsonl, manifest, sha256_file, write_json, write_text
 from .config import StudyConfig, config_dict
 from .store import StudyStore, median_seconds
 
@@ -143,7 +144,6 @@ def write_export(store: StudyStore, out: str | Path, *, formats=("csv", "jsonl")
                  for f in ("failed_attention", "too_fast", "incomplete", "excluded")}}
     m = manifest(kind="study-export", config=config_dict(store.cfg), seed=store.cfg.seed, files=files,
                  database=_redact(store.url), counts=counts, prolific_ids_dropped=drop_prolific_ids)
-    from ..io import write_json
 
     write_json(out / "manifest.json", m)
     return m
@@ -163,9 +163,6 @@ def _redact(url: str) -> str:
 def read_export(folder: str | Path, cfg: StudyConfig) -> dict[str, list[dict]]:
     """``responses`` and ``participants`` of an export folder (JSONL), checked: a row with a missing field, an
     unknown condition or statement, or a value off the scale is a DataError naming file, line and field."""
-    from ..errors import DataError
-    from ..io import iter_jsonl
-
     folder = Path(folder)
     conds = {c.name for c in cfg.conditions}
     stmts = {it.id for it in cfg.likert_items} | {a.id for a in cfg.attention_checks}

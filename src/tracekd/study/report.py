@@ -11,19 +11,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from ..io import read_json, write_json
+from ..report.document import Figure, Paragraph, Table
+from ..report.extra import Section
+from .analyze import plot_likert, plot_scales
 
 LINK = "human_study.json"
 
 
 def write_link(run_dir: str | Path, analysis_path: str | Path) -> Path:
     """Link a study analysis to an experiment run (the report then shows it)."""
-    from ..io import write_json
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        from ..errors import ConfigError
-
         raise ConfigError(f"--link: no run folder {run_dir}")
     path = run_dir / LINK
     write_json(path, {"kind": "study-link", "analysis": str(Path(analysis_path).resolve())})
@@ -47,7 +47,6 @@ def load_linked(run_dir: Path) -> dict | None:
     link = Path(run_dir) / LINK
     if not link.is_file():
         return None
-    from ..io import read_json
 
     target = read_json(link).get("analysis")
     if not isinstance(target, str):
@@ -70,9 +69,6 @@ def human_ratings(analysis, run_dir: Path | None):
     a = load_linked(Path(run_dir))
     if a is None:
         return None
-    from ..report.document import Figure, Paragraph, Table
-    from ..report.extra import Section
-    from .analyze import plot_likert, plot_scales
 
     e = a["exclusions"]
     labels = a.get("labels", {})

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ConfigError
+from ..io import clear_listed, manifest, sha256_file, write_json, write_text
 from .world import MOVE_VERBS, PEOPLE, ROOMS, ObjectWorld
 
 HELP = "bAbI-style stories for the 11 tasks of the method (rule-based world simulation)"
@@ -390,8 +391,6 @@ def write_babi(out_dir: str | Path, tasks: list[int | str] | str = "all", n_trai
     A non-empty ``out_dir`` is refused unless ``overwrite``, which first deletes the files its
     manifest lists (an earlier synth's) and nothing else; files kept are named in ``m["kept"]``.
     """
-    from ..io import clear_listed, manifest, sha256_file, write_json, write_text
-
     if n_train < 0 or (n_test is not None and n_test < 0):
         raise ConfigError("story counts must be >= 0")
     n_test = max(1, n_train // 10) if n_test is None else n_test

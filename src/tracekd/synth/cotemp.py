@@ -30,10 +30,14 @@ from __future__ import annotations
 
 import argparse
 import calendar
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..datasets.cotemp_rules import Date, TimeExpr, interval_relation, label_of
+from ..errors import ConfigError, did_you_mean
+from ..io import clear_listed, manifest, sha256_file, write_json, write_text
 
 HELP = "generate CoTemp-style questions whose answers follow from time-stamped facts"
 
@@ -351,8 +355,6 @@ def generate(n: int, seed: int = 0, categories: tuple[str, ...] = CATEGORIES) ->
     """
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
-        from ..errors import ConfigError, did_you_mean
-
         raise ConfigError(did_you_mean(unknown[0], CATEGORIES, "CoTemp category"))
     return {c: [make_question(c, random.Random(f"{seed}:{c}:{i}"), i) for i in range(n)] for c in categories}
 
@@ -376,12 +378,6 @@ def write_cotemp(out_dir, n: int, seed: int = 0, categories: tuple[str, ...] = C
     A non-empty ``out_dir`` is refused unless ``overwrite``, which first deletes the files its
     manifest lists (an earlier synth's) and nothing else; files kept are named in ``m["kept"]``.
     """
-    import json
-    from pathlib import Path
-
-    from ..errors import ConfigError
-    from ..io import clear_listed, manifest, sha256_file, write_json, write_text
-
     if n < 0:
         raise ConfigError(f"n must be >= 0, got {n}")
     rows = generate(n, seed, categories)

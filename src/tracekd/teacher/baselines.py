@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..io import write_records
 from ..records import Generation
+from .arms import load_responses
 from .records import TeacherResponse
 
 
@@ -32,7 +33,5 @@ def as_generation(r: TeacherResponse) -> Generation:
 
 def write_generations(responses_dir: str | Path, out_file: str | Path, purpose: str | None = None) -> int:
     """Write the responses in ``responses_dir`` (of ``purpose``, if given) as a generations JSONL; returns the count."""
-    from .arms import load_responses
-
     gens = [as_generation(r) for (_, p), r in load_responses([responses_dir]).items() if purpose in (None, p)]
     return write_records(out_file, gens)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from ..errors import ConfigError
 
@@ -114,6 +114,4 @@ class TeacherRunConfig(TeacherConfig):
 
     def client_settings(self) -> TeacherConfig:
         """The endpoint part of this config, as the Python API takes it."""
-        from dataclasses import fields
-
         return TeacherConfig(**{f.name: getattr(self, f.name) for f in fields(TeacherConfig)})

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..datasets import DATASETS
 from ..errors import DataError
 from ..io import iter_jsonl
 from ..records import Example, SFTRow
+from ..traces.templates import get_template, render_prompt
 from .records import TeacherRequest
 
 
@@ -22,9 +24,6 @@ def example_messages(example: Example, template=None, system: bool = False) -> l
     >>> example_messages(ex)
     [{'role': 'user', 'content': 'Answer the question based on the context:\\nMary went home.\\nQuestion: Where is Mary? Only return the answer.'}]
     """
-    from ..datasets import DATASETS
-    from ..traces.templates import get_template, render_prompt
-
     tpl = get_template(template or DATASETS.get(example.dataset).template)
     messages = [dict(m) for m in render_prompt(example, tpl)]
     return messages if system else [m for m in messages if m["role"] != "system"]

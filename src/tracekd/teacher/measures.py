@@ -25,6 +25,7 @@ from dataclasses import replace
 
 from ..records import Example, Generation, Judgement
 from ..score.freeform import measure, trace_text
+from .prompts import load_prompts
 
 _HAS_THINK = re.compile(r"<\s*/?\s*think\s*>", re.IGNORECASE)
 
@@ -32,8 +33,6 @@ _HAS_THINK = re.compile(r"<\s*/?\s*think\s*>", re.IGNORECASE)
 def add_freeform(judgements: list[Judgement], pairs: list[tuple[Example, Generation]],
                  prompts: str | None = None) -> list[Judgement]:
     """The judgements with ``extra["freeform"]`` set for every output that has a think block."""
-    from .prompts import load_prompts
-
     synonyms = load_prompts(prompts).class_synonyms
     by_id = {ex.id: (ex, gen) for ex, gen in pairs}
     out = []

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .. import students
 from ..errors import ConfigError
 
 
@@ -71,8 +72,6 @@ def serve_local(student: str, *, port: int | None = None, device: str = "auto", 
     ready raises ConfigError with the end of its log. The server is stopped (SIGTERM, then SIGKILL)
     on the way out.
     """
-    from .. import students
-
     folder = students.resolve(student).source
     if not Path(folder).is_dir():
         raise ConfigError(f"serve_local needs a local model folder; {student!r} resolves to {folder!r}")

@@ -14,14 +14,30 @@ arm is restricted to the teacher-correct subset. An endpoint is either a URL (``
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
+from .. import students
+from ..build import stratified_subset
+from ..config import load_config
+from ..datasets import DATASETS
 from ..errors import ConfigError, TracekdError
+from ..io import read_json
 from ..records import Example
+from ..score.answer import get_scorer
+from ..synth import generate_into
+from ..traces.templates import get_template
+from .arms import TeacherArms, load_responses
+from .client import dry_run, run_requests
+from .config import TeacherConfig
+from .prompts import explanation_messages, load_prompts, question_messages, summary_messages
+from .records import TeacherRequest
+from .server import serve_local
 
 #: the responses each teacher arm needs besides the answers
 PURPOSES = {"teacher-summary": "summary", "teacher-explanation": "explanation"}
@@ -68,9 +84,6 @@ class Endpoint:
                 "cache_dir)"})
 
     def check(self, where: str) -> None:
-        from ..config import load_config
-        from .config import TeacherConfig
-
         if self.serve is not None and (self.base_url or self.model):
             raise ConfigError(f"{where}: give either serve or base_url + model, not both")
         if self.serve is None and not (self.base_url and self.model):
@@ -115,12 +128,8 @@ class TeacherSection(Endpoint):
         if self.answer not in ("gold", "teacher"):
             raise ConfigError(f"teacher.answer must be gold or teacher, got {self.answer!r}")
         if self.prompts is not None:
-            from .prompts import load_prompts
-
             load_prompts(self.prompts)
         if self.scorer not in ("none", "contains"):
-            from ..score.answer import get_scorer
-
             get_scorer(self.scorer)
         if self.trace not in ("reasoning", "content"):
             raise ConfigError(f"teacher.trace must be reasoning or content, got {self.trace!r}")
@@ -160,9 +169,6 @@ def response_dirs(teacher_stage_dir: Path) -> tuple[str, ...]:
 
 def load_examples(spec: dict, data: str) -> dict[str, list[Example]]:
     """The examples of each split exactly as the build selects them (before the teacher subset)."""
-    from ..build import stratified_subset
-    from ..datasets import DATASETS
-
     splits = DATASETS.get(spec["dataset"]).load_splits(data, **spec.get("options", {}))
     return {split: stratified_subset(exs, {"train": spec.get("max_train"), "test": spec.get("max_test")}.get(split),
                                      spec.get("subset_seed", 0))
@@ -172,9 +178,6 @@ def load_examples(spec: dict, data: str) -> dict[str, list[Example]]:
 def client_config(ep: dict, base_url: str, model: str, *, default_key_env: str | None = None,
                   temperature: float | None = None):
     """The client's TeacherConfig for endpoint spec ``ep`` reached at ``base_url`` / ``model``."""
-    from ..config import load_config
-    from .config import TeacherConfig
-
     settings = dict(ep.get("settings") or {})
     if temperature is not None:
         settings.setdefault("temperature", temperature)
@@ -189,8 +192,6 @@ def client_config(ep: dict, base_url: str, model: str, *, default_key_env: str |
 def reach(ep: dict) -> Iterator[tuple[str, str]]:
     """``(base_url, model)`` of an endpoint spec, serving it locally for the block when it says ``serve``."""
     if ep.get("serve"):
-        from .server import serve_local
-
         with serve_local(ep["serve"]) as server:
             yield server.base_url, server.model
     else:
@@ -200,15 +201,11 @@ def reach(ep: dict) -> Iterator[tuple[str, str]]:
 def served_model(ep: dict) -> str:
     """The model id requests to ``ep`` carry (a served student answers to its folder), without starting it."""
     if ep.get("serve"):
-        from .. import students
-
         return students.resolve(ep["serve"]).source
     return ep["model"]
 
 
 def _check_complete(out: Path, what: str) -> None:
-    from ..io import read_json
-
     m = read_json(out / "manifest.json")
     if not m.get("complete", True):
         raise TracekdError(f"teacher stage: the {what} requests are not all answered ({out / 'manifest.json'} says "
@@ -216,19 +213,12 @@ def _check_complete(out: Path, what: str) -> None:
 
 
 def answer_requests(examples: dict[str, list[Example]], prompts):
-    from .prompts import question_messages
-    from .records import TeacherRequest
-
     return [TeacherRequest(ex.id, "answer", question_messages(ex, prompts)) for exs in examples.values() for ex in exs]
 
 
 def followup_requests(examples: dict[str, list[Example]], answers: dict, purposes, prompts, template,
                       scorer: str = "strict", trace: str = "reasoning"):
     """Summary and explanation requests for the items whose teacher answer is right (with a trace)."""
-    from .arms import TeacherArms
-    from .prompts import explanation_messages, summary_messages
-    from .records import TeacherRequest
-
     judge = TeacherArms(answers, template, scorer=scorer, prompts=prompts, trace_from=trace)
     out: dict[str, list] = {p: [] for p in purposes if p != "answer"}
     for exs in examples.values():
@@ -250,14 +240,6 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
     A served endpoint is started only when some request is not answered yet (in the folder or the
     response cache), and stopped when the stage ends.
     """
-    import json
-
-    from ..datasets import DATASETS
-    from ..traces.templates import get_template
-    from .arms import load_responses
-    from .client import dry_run, run_requests
-    from .prompts import load_prompts
-
     spec = stage.spec
     out = stage.dir(run_dir)
     prompts = load_prompts(spec.get("prompts"))
@@ -302,17 +284,10 @@ def run_teacher_stage(stage, run_dir: Path, data: str, log=print) -> None:
 
 def describe_teacher_stage(stage, run_dir: Path, data: str) -> str:
     """For ``--dry-run``: requests and tokens the answer step needs, how many are cached, and the follow-ups."""
-    from .client import dry_run
-    from .prompts import load_prompts
-
     spec = stage.spec
     prompts = load_prompts(spec.get("prompts"))
     synth = stage.optional_input("synth")
     if synth is not None and not synth.done(run_dir):  # generated data: made in a temporary folder instead
-        import tempfile
-
-        from ..synth import generate_into
-
         with tempfile.TemporaryDirectory() as tmp:
             generate_into(synth.spec, Path(tmp) / "data")
             examples = load_examples(spec, str(Path(tmp) / "data"))

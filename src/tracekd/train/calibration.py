@@ -20,12 +20,15 @@ import contextlib
 import hashlib
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
+
+from ..io import read_json, write_json
 
 #: bf16 must be at least this much faster than float32 to be chosen (float32 is the exact reference)
 BF16_MARGIN = 1.10
@@ -198,8 +201,6 @@ def torch_version() -> str | None:
 
 def default_threads() -> int:
     """Threads training uses: physical cores (``torch.get_num_threads`` when torch is loaded, else CPU count)."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None:
         return int(torch.get_num_threads())
@@ -230,8 +231,6 @@ def measured(student: str, device: str = "cpu", kind: str = "train", *, threads:
     Never measures and never imports torch: callers that need a number now (dry-run estimates) fall
     back to their own rule when this is None.
     """
-    from ..io import read_json
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     path = cache_path(student, device, kind, threads=threads)
@@ -246,8 +245,6 @@ def measured(student: str, device: str = "cpu", kind: str = "train", *, threads:
 
 
 def _store(cal: Calibration) -> None:
-    from ..io import write_json
-
     path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads)
     if path is not None:
         with contextlib.suppress(OSError):

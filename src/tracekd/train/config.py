@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import SECTION, sectioned
+from ..devices import parse_device
 from ..errors import ConfigError, did_you_mean
 from ..runtime import PRECISIONS
 from ..students import DEFAULT_STUDENT
+from .memory import parse_size
 
 #: the method's LoRA targets: attention q,k,v,o and MLP gate,up,down projections
 METHOD_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -164,10 +166,7 @@ class ComputeSettings:
         if self.loss_implementation not in LOSS_IMPLEMENTATIONS:
             raise ConfigError(did_you_mean(self.loss_implementation, LOSS_IMPLEMENTATIONS, "loss_implementation"))
         if str(self.max_memory).strip().lower() != "auto":
-            from .memory import parse_size
-
             parse_size(self.max_memory)
-        from ..devices import parse_device
 
         parse_device(self.device)
 

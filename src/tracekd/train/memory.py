@@ -20,6 +20,8 @@ that does not fit, naming the longest row.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import re
@@ -332,9 +334,6 @@ def return_freed_memory_to_os() -> bool:
     keeps such blocks in mmap'd memory that ``free`` returns at once. Returns whether it applied.
     ``TRACEKD_KEEP_MALLOC=1`` leaves glibc's defaults (benchmarks/bench_memory.py measures both).
     """
-    import ctypes
-    import ctypes.util
-
     if os.environ.get("TRACEKD_KEEP_MALLOC") == "1":
         return False
 
