@@ -146,11 +146,12 @@ def test_adapter_student_is_used_and_changes_outputs(rows_file, tmp_path, monkey
     assert m["settings"]["student"] == "tiny-random" and len(m["settings"]["adapter_sha256"]) == 64
     # the merged copy (vLLM's merge mode), loaded as a local-folder student, generates the same
     from tracekd import students
-    from tracekd.generate.run import _merged_folder, find_adapter
+    from tracekd.generate.merge import merged_folder
+    from tracekd.generate.run import find_adapter
 
     tiny = students.resolve("tiny-random")
     monkeypatch.setattr(students, "cache_dir", lambda: tmp_path / "cache")
-    merged = _merged_folder(tiny, find_adapter(adapter), "fp32")
+    merged = merged_folder(tiny, find_adapter(adapter), "fp32")
     assert merged.parent == tmp_path / "cache" / "merged"
     same = read(generate(cfg(rows_file, tmp_path / "m.jsonl", student=str(merged)), log=lambda *_: None))
     assert [g["text"] for g in same] == [g["text"] for g in tuned]

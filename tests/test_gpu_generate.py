@@ -100,7 +100,7 @@ def test_adapter_without_weights_has_no_key(tmp_path):
 def test_merged_folder_is_keyed_by_the_student_weights(tmp_path, monkeypatch):
     """The merge really lands in a folder named by both identities (tiny-random merged on CPU)."""
     from tracekd import students
-    from tracekd.generate import run
+    from tracekd.generate import merge
 
     student = students.resolve("tiny-random")
     monkeypatch.setattr(students, "cache_dir", lambda: tmp_path / "cache")  # merged copies land here
@@ -109,10 +109,10 @@ def test_merged_folder_is_keyed_by_the_student_weights(tmp_path, monkeypatch):
     model = get_peft_model(students.load_model(student),
                            LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     model.save_pretrained(tmp_path / "adapter")
-    folder = run._merged_folder(student, tmp_path / "adapter", "fp32")
+    folder = merge.merged_folder(student, tmp_path / "adapter", "fp32")
     expect = merged_cache_key(students.weight_hashes(student), adapter_hashes(tmp_path / "adapter"), "fp32")
     assert folder.name == expect and (folder / "config.json").is_file()
-    assert run._merged_folder(student, tmp_path / "adapter", "fp32") == folder  # reused
+    assert merge.merged_folder(student, tmp_path / "adapter", "fp32") == folder  # reused
 
 
 # ----------------------------------------------------------------------------- --deterministic (point 9)

@@ -53,24 +53,30 @@ def test_a_path_is_imported_only_when_asked_for():
         import sys
         from tracekd.cli import COMMANDS
         from tracekd.datasets import DATASETS
+        from tracekd.generate.base import BACKENDS
+        from tracekd.report.extra import SECTIONS
         from tracekd.score.answer import SCORERS
         from tracekd.students import BUILTINS
         from tracekd.synth import GENERATORS
         from tracekd.traces.corrupt import ARM_MAKERS
-        for registry in (COMMANDS, DATASETS, SCORERS, BUILTINS, GENERATORS, ARM_MAKERS):
+        for registry in (COMMANDS, DATASETS, BACKENDS, SECTIONS, SCORERS, BUILTINS, GENERATORS, ARM_MAKERS):
             registry.listing(), [registry.check(n) for n in registry]
-        lazy = ["tracekd.commands.train", "tracekd.datasets.marco", "tracekd.score.marco",
-                "tracekd.synth.cotemp", "tracekd.teacher.arms"]
+        lazy = ["tracekd.commands.train", "tracekd.datasets.marco", "tracekd.generate.hf", "tracekd.generate.vllm",
+                "tracekd.score.marco", "tracekd.study.report", "tracekd.synth.cotemp", "tracekd.teacher.arms",
+                "tracekd.teacher.report"]
         print(sorted(m for m in lazy if m in sys.modules))
         print(DATASETS.get("marco").name, "tracekd.datasets.marco" in sys.modules)
+        print(BACKENDS.get("vllm").__module__, "vllm" in sys.modules)
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.splitlines() == ["[]", "marco True"]
+    assert out.splitlines() == ["[]", "marco True", "tracekd.generate.vllm False"]
 
 
 def test_every_named_thing_is_looked_up_through_a_registry():
     from tracekd.cli import COMMANDS
     from tracekd.datasets import DATASETS
+    from tracekd.generate.base import BACKENDS
+    from tracekd.report.extra import SECTIONS
     from tracekd.score.answer import SCORERS
     from tracekd.score.steps import TRACE_DEFINITIONS
     from tracekd.students import BUILTINS
@@ -78,10 +84,12 @@ def test_every_named_thing_is_looked_up_through_a_registry():
     from tracekd.traces.corrupt import ARM_MAKERS
     from tracekd.traces.templates import shipped_templates
 
-    for registry in (COMMANDS, DATASETS, SCORERS, TRACE_DEFINITIONS, BUILTINS, GENERATORS, ARM_MAKERS,
-                     shipped_templates()):
+    everything = (COMMANDS, DATASETS, BACKENDS, SECTIONS, SCORERS, TRACE_DEFINITIONS, BUILTINS, GENERATORS,
+                  ARM_MAKERS, shipped_templates())
+    for registry in everything:
         assert isinstance(registry, Registry) and len(registry) > 0
-        for name in registry:
-            assert registry.get(name) is not None, (registry.what, name)
-    for registry in (SCORERS, TRACE_DEFINITIONS, BUILTINS, GENERATORS, ARM_MAKERS, shipped_templates()):
+        for name in registry:  # (the vllm backend is imported only when chosen: test_generate checks that)
+            if registry is not BACKENDS:
+                assert registry.get(name) is not None, (registry.what, name)
+    for registry in everything[2:]:
         assert all(description for _, description in registry.listing()), registry.what

@@ -1,4 +1,4 @@
-"""The ``Generator`` protocol every backend implements, and the pure pieces they share.
+"""The ``Generator`` protocol every backend implements, the backends by name, and the pure pieces they share.
 
 A backend turns token-id prompts (already rendered through the chat template with the generation
 prompt, so every backend sees exactly the same input) into completions; the driver in
@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol, Sequence
+
+from ..registry import Registry
+
+#: backend name -> ``make_generator(config, student, tokenizer, adapter, precision, device) -> Generator``,
+#: imported only when chosen
+BACKENDS: Registry = Registry("backend")
+BACKENDS.add("hf", "tracekd.generate.hf:make_generator", "transformers, CPU or GPU (the reference)")
+BACKENDS.add("vllm", "tracekd.generate.vllm:make_generator", "vLLM, a CUDA GPU (optional extra)")
 
 
 @dataclass(frozen=True)

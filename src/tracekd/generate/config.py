@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from ..config import SECTION, sectioned
 from ..errors import ConfigError, did_you_mean
 from ..runtime import PRECISIONS
-
-BACKENDS = ("hf", "vllm")
+from .base import BACKENDS
 
 
 @dataclass

@@ -20,6 +20,7 @@ import inspect
 from pathlib import Path
 from typing import Sequence
 
+from .. import runtime
 from .base import Completion, cut_at_stop
 from .config import hf_sampling
 
@@ -81,6 +82,14 @@ def load_model_with_adapter(student, adapter: Path | None, dtype, device: str):
 
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     return model.to(device).eval()
+
+
+def make_generator(cfg, student, tokenizer, adapter: Path | None, precision: str, device: str) -> "HFGenerator":
+    """The ``hf`` backend for a :class:`~tracekd.generate.config.GenerateConfig` (see ``base.BACKENDS``)."""
+    model = load_model_with_adapter(student, adapter, runtime.torch_dtype(precision), device)
+    return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
+                       temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=device,
+                       shared_prefix=cfg.shared_prefix)
 
 
 class HFGenerator:

@@ -1,11 +1,18 @@
-"""A student with an adapter merged in: the cache key that names its folder (both identities in full).
+"""A student with an adapter merged in: the cache key that names its folder (both identities in full), and
+the merged folder itself (vLLM's merge mode).
 
 Kept apart from the vLLM backend so that keying or merging never imports it.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
+
+from .. import runtime, students
+from .hf import load_model_with_adapter
 
 #: files of a PEFT adapter folder that hold its weights (tracekd writes safetensors)
 ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
@@ -51,3 +58,24 @@ def merged_cache_key(base_weights: dict[str, str], adapter_files: dict[str, str]
         raise ConfigError(f"no adapter weights among {sorted(adapter_files)}: refusing a merged-model key without them")
     blob = json.dumps({"base": base_weights, "adapter": adapter_files, "precision": precision}, sort_keys=True)
     return f"{sha256_text(blob)[:32]}-{precision}"
+
+
+def merged_folder(student, adapter: Path, precision: str) -> Path:
+    """The student with the adapter merged in (in ``precision``), saved once in the cache (vLLM's merge mode).
+
+    Keyed by the base student's weight hashes and the adapter's full hashes (:func:`merged_cache_key`).
+    """
+    key = merged_cache_key(students.weight_hashes(student), adapter_hashes(adapter), precision)
+    target = students.cache_dir() / "merged" / key
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:  # written beside, renamed into place: a killed merge never leaves a half folder
+        load_model_with_adapter(student, adapter, runtime.torch_dtype(precision), "cpu").save_pretrained(tmp)
+        students.load_tokenizer(student).save_pretrained(tmp)
+        if not target.exists():
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -22,7 +22,7 @@ from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
 from ..records import Generation
 from ..students import DEFAULT_STUDENT
-from .base import batch_seed, batches, length_order
+from .base import BACKENDS, batch_seed, batches, length_order
 from .config import GenerateConfig
 
 #: settings that change what is generated: a resumed run must match them (those an earlier run recorded)
@@ -120,68 +120,9 @@ def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifes
     return runtime.precision("auto", dev, cpu_measured=cal.precision if cal else None)
 
 
-def _merged_folder(student, adapter: Path, prec: str) -> Path:
-    """The student with the adapter merged in (in ``prec``), saved once in the cache (vLLM's merge mode).
-
-    Keyed by the base student's weight hashes and the adapter's full hashes (:func:`.merge.merged_cache_key`).
-    """
-    from .. import students
-    from .hf import load_model_with_adapter
-    from .merge import adapter_hashes, merged_cache_key
-
-    key = merged_cache_key(students.weight_hashes(student), adapter_hashes(adapter), prec)
-    target = students.cache_dir() / "merged" / key
-    if (target / "config.json").is_file():
-        return target
-    import os
-    import shutil
-    import tempfile
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:  # written beside, renamed into place: a killed merge never leaves a half folder
-        load_model_with_adapter(student, adapter, runtime.torch_dtype(prec), "cpu").save_pretrained(tmp)
-        students.load_tokenizer(student).save_pretrained(tmp)
-        if not target.exists():
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec: str, dev: str, settings: dict):
-
-    if cfg.backend == "hf":
-        from .hf import HFGenerator, load_model_with_adapter
-
-        model = load_model_with_adapter(student, adapter, runtime.torch_dtype(prec), dev)
-        return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
-                           temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=dev,
-                           shared_prefix=cfg.shared_prefix)
-    if cfg.backend == "vllm":
-        if dev != "cuda":
-            raise ConfigError("--backend vllm needs a CUDA GPU; use --backend hf on this machine")
-        from .vllm import VLLMGenerator
-
-        source, served = student.source, adapter
-        rank = None
-        if adapter is not None:
-            rank = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r")
-            if cfg.merge_adapter:
-                source, served = str(_merged_folder(student, adapter, prec)), None
-        stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-        try:
-            from transformers import GenerationConfig
-
-            gen_eos = GenerationConfig.from_pretrained(student.source).eos_token_id
-            stop.update([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))
-        except OSError:
-            pass
-        return VLLMGenerator(source, adapter=served, lora_rank=rank, dtype=prec, max_new_tokens=cfg.max_new_tokens,
-                             stop_ids=stop, do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p,
-                             top_k=cfg.top_k, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
-                             tensor_parallel_size=cfg.tensor_parallel_size)
-    raise ConfigError(f"unknown backend {cfg.backend!r}")
+    """The generator of ``cfg.backend`` (:data:`tracekd.generate.base.BACKENDS`, imported only when chosen)."""
+    return BACKENDS.get(cfg.backend)(cfg, student, tokenizer, adapter, prec, dev)
 
 
 @dataclasses.dataclass

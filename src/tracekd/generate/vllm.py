@@ -7,12 +7,14 @@ rendered by the same chat template as the hf backend, so both backends see ident
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import ConfigError
 from .base import Completion
 from .config import vllm_sampling
-from .merge import ADAPTER_WEIGHT_FILES, adapter_hashes, merged_cache_key  # noqa: F401 - re-exported
+from .merge import ADAPTER_WEIGHT_FILES, adapter_hashes, merged_cache_key, merged_folder  # noqa: F401 - re-exported
 
 #: LoRA ranks vLLM accepts for ``max_lora_rank``
 _VLLM_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
@@ -28,6 +30,31 @@ def lora_rank_slot(r: int) -> int:
         if r <= slot:
             return slot
     raise ValueError(f"LoRA rank {r} is above vLLM's largest ({_VLLM_RANKS[-1]}); use merge_adapter")
+
+
+def make_generator(cfg, student, tokenizer, adapter: Path | None, precision: str, device: str) -> "VLLMGenerator":
+    """The ``vllm`` backend for a :class:`~tracekd.generate.config.GenerateConfig` (see ``base.BACKENDS``):
+    the adapter as a LoRA request, or merged first (``merge_adapter``); stops at every EOS the student names."""
+    if device != "cuda":
+        raise ConfigError("--backend vllm needs a CUDA GPU; use --backend hf on this machine")
+    source, served = student.source, adapter
+    rank = None
+    if adapter is not None:
+        rank = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("r")
+        if cfg.merge_adapter:
+            source, served = str(merged_folder(student, adapter, precision)), None
+    stop = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    try:
+        from transformers import GenerationConfig
+
+        gen_eos = GenerationConfig.from_pretrained(student.source).eos_token_id
+        stop.update([gen_eos] if isinstance(gen_eos, int) else (gen_eos or []))
+    except OSError:
+        pass
+    return VLLMGenerator(source, adapter=served, lora_rank=rank, dtype=precision, max_new_tokens=cfg.max_new_tokens,
+                         stop_ids=stop, do_sample=cfg.do_sample, temperature=cfg.temperature, top_p=cfg.top_p,
+                         top_k=cfg.top_k, seed=cfg.seed, gpu_memory_utilization=cfg.gpu_memory_utilization,
+                         tensor_parallel_size=cfg.tensor_parallel_size)
 
 
 class VLLMGenerator:
