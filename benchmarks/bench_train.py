@@ -14,13 +14,15 @@ each line says what the lever buys on this machine:
     checkpointing   off on CPU                              vs  on (TRL's default)
     loss            LM head on completion positions         vs  the model's full-logits loss, TRL's fused loss
     micro-batches   each step's rows grouped by length      vs  micro-batches as drawn (more padding)
+    return-freed-memory  fixed 1 MiB mmap threshold (CPU)    vs  glibc's malloc defaults
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
 Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
 each time), printing each one's choice, paired speed-ups and wall time: is it short, is it stable?
 
-Runs alternate plain / tracekd where the machine is shared, and every run records the 1-minute load
-average, so disturbed figures can be recognised.
+Every run records the 1-minute load average, so disturbed figures can be recognised. glibc's malloc
+settings are process-wide and `tracekd train` changes them (return_freed_memory), so the plain run goes
+first, with glibc's defaults as a TRL user has them, then the return-freed-memory lever, then the rest.
 
     python benchmarks/bench_train.py                      # smollm2-135m, 32 rows (~10 min on 2 idle cores)
     python benchmarks/bench_train.py --levers none        # only plain vs tracekd
@@ -73,7 +75,10 @@ LEVERS = {
     "loss-model": lambda chosen: {"loss_implementation": "model"},
     "loss-trl": lambda chosen: {"loss_implementation": "trl"},
     "micro-batches": lambda chosen: {"micro_batches_by_length": False},
+    "return-freed-memory": lambda chosen: {"return_freed_memory": False},
 }
+#: levers that need glibc's malloc defaults, i.e. must run before any tracekd run changed them
+BEFORE_OURS = ("return-freed-memory",)
 
 
 def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
@@ -151,7 +156,6 @@ def main() -> int:
         students.load_tokenizer(students.resolve(a.student))  # materialise the cache outside the timings
         cals = calibrations(a.student, rows_path, a.calibrations) if a.calibrations > 0 else []
 
-        ours = tracekd_run(a.student, rows_path, tmp / "tracekd", a.seed)
         plain = None
         if not a.skip_plain:
             t_load = os.getloadavg()[0]
@@ -160,7 +164,10 @@ def main() -> int:
                      "tok_per_s": round(plain_tokens / plain_s, 2), "steps": plain_steps,
                      "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2)}
         reverted = {}
-        for i, lever in enumerate(levers):
+        for lever in (x for x in levers if x in BEFORE_OURS):
+            reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{lever}", a.seed, **LEVERS[lever](None))
+        ours = tracekd_run(a.student, rows_path, tmp / "tracekd", a.seed)
+        for i, lever in enumerate(x for x in levers if x not in BEFORE_OURS):
             if lever == "threads":
                 import torch
 
