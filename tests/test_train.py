@@ -350,6 +350,28 @@ def test_precision_decision_from_paired_timings(fp32_s, bf16_s, chosen):
         decide_from_timings([1.0], [0.0])
 
 
+def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path, monkeypatch):
+    """probe_layers=1 of tiny-random's 2 layers: the model keeps its layers, figures are for the whole student."""
+    import torch
+
+    from tracekd.train import calibration
+    from tracekd.train.loss import base_causal_lm, completion_loss
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    model = _lora_tiny()
+    layers = base_causal_lm(model).model.layers
+    before = [p.detach().clone() for p in model.parameters()]
+    cal = calibration.calibrate_training(model, "tiny-random", [40, 30, 50], loss=completion_loss, probe_layers=1,
+                                         pairs=2)
+    assert base_causal_lm(model).model.layers is layers and len(layers) == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())
+    assert cal.probe == "2 x 40 tokens, 1 of 2 decoder layers, loss on 10 positions per row"
+    assert cal.tokens_per_pass == 80 and len(cal.bf16_speedups) == 2 and cal.fp32_tokens_per_s > 0
+    assert cal.precision == calibration.decide_from_speedups(cal.bf16_speedups)[0]
+    assert calibration.measured("tiny-random", "cpu", threads=torch.get_num_threads()) == cal
+
+
 def test_time_pairs_alternates_the_order_and_stops_at_the_budget():
     from tracekd.train.calibration import time_pairs
 

@@ -37,7 +37,9 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 2
+TRAIN_PROBE_VERSION = 3
+#: decoder layers the training probe runs (a proportional slice of the student, see :func:`calibrate_training`)
+TRAIN_PROBE_LAYERS = 6
 #: timed (fp32, bf16) pairs of the training probe, after one warm-up pass each, and the wall-time budget
 #: after which no further pair starts (at least 2 pairs always run)
 TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 1.2
@@ -67,6 +69,8 @@ class Calibration:
         "help": "generate only: greedy outputs of bf16 equal float32's on the probe prompts"})
     bf16_speedups: list = field(default_factory=list, metadata={
         "help": "train only: fp32 seconds / bf16 seconds of each timed pair (the decision uses their median)"})
+    probe: str = field(default="", metadata={
+        "help": "train only: what one timed pass ran (rows x tokens, decoder layers, loss positions)"})
     version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
 
     @property
@@ -305,13 +309,17 @@ def _now() -> str:
 
 def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: int | None = None,
                        refresh: bool = False, seed: int = 0, loss: Callable | None = None,
-                       pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S) -> Calibration:
+                       pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
+                       probe_layers: int = TRAIN_PROBE_LAYERS) -> Calibration:
     """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
 
     The already-loaded training model is measured (no second load). ``lengths`` are the token counts
     of the rows to be trained (the probe batch has their median length, capped, see
     :func:`probe_batch`); ``loss(model, inputs)`` is training's loss (default: the model's own), so
-    the probe does the work a training step does. One warm-up pass each, then up to ``pairs``
+    the probe does the work a training step does. To stay short, a pass runs a proportional slice of
+    the student: its first ``probe_layers`` decoder layers (of n) and the loss on the same share of
+    the completion positions, so the mix of layer and LM-head work is the whole student's; the
+    tokens/s figures are scaled to the whole student (time x n / layers). One warm-up pass each, then up to ``pairs``
     paired timings within ``budget_s`` (:func:`time_pairs`), decided by :func:`decide_from_timings`.
     Uses the cache unless ``refresh``; gradients made here are cleared afterwards, and the random
     stream training draws from is left as it was. ``seconds`` is the wall time of the measurement.
@@ -326,9 +334,19 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
     vocab = vocab_size or int(model.config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (rows, length), generator=gen)
+    from .loss import base_causal_lm
+
+    decoder = getattr(base_causal_lm(model), "model", None)
+    all_layers = getattr(decoder, "layers", None)
+    n_layers = len(all_layers) if isinstance(all_layers, torch.nn.ModuleList) else 0
+    k_layers = min(n_layers, max(1, probe_layers)) if n_layers else 0
+    share = k_layers / n_layers if n_layers else 1.0
+    completion = max(1, round((length - length // 2) * share))  # the second half of a row, times the share
     labels = ids.clone()
-    labels[:, : length // 2] = -100  # completion-only loss, as in training
+    labels[:, : length - completion] = -100  # completion-only loss, as in training
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    probe = (f"{rows} x {length} tokens, " + (f"{k_layers} of {n_layers} decoder layers, " if n_layers else "")
+             + f"loss on {completion} positions per row")
     loss_fn = loss or (lambda m, batch: m(**batch).loss)
     was_training = model.training
     model.train()
@@ -342,21 +360,27 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
         return run
 
     try:
+        if k_layers < n_layers:
+            decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
             times = time_pairs({"fp32": step(False), "bf16": step(True)}, pairs=pairs, budget_s=budget_s)
     finally:
+        if n_layers:
+            decoder.layers = all_layers
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
-    fp32, bf16 = tokens / _median(times["fp32"]), tokens / _median(times["bf16"])
+    # the slice did `share` of the whole student's work on these tokens
+    fp32, bf16 = tokens * share / _median(times["fp32"]), tokens * share / _median(times["bf16"])
     identity = cpu_identity()
     calibration = Calibration(student=student, device="cpu", kind="train", precision=precision,
                               fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
                               tokens_per_pass=tokens, seconds=round(time.monotonic() - t0, 3),
                               cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
                               threads=threads, torch_version=torch_version() or str(torch.__version__),
-                              measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups])
+                              measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups],
+                              probe=probe)
     _store(calibration)
     return calibration
 
