@@ -57,7 +57,7 @@ def loop_baseline(student_name: str, adapter: str | None, rows: list[dict],
     import torch
 
     from tracekd import students
-    from tracekd.train.data import prompt_ids
+    from tracekd.runtime import prompt_ids
 
     s = students.resolve(student_name)
     tok = students.load_tokenizer(s)
