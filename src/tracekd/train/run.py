@@ -30,6 +30,7 @@ from ..config import to_dict
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
+from . import memory
 from .config import TrainConfig
 from .batch import keep_global_batch
 from .data import Preflight, Tokenized, preflight
@@ -159,9 +160,7 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
 
         def training_step(self, model, inputs, *args, **kwargs):
             if checkpoint_above is not None:
-                from .memory import set_checkpointing
-
-                set_checkpointing(model, inputs["input_ids"].numel() > checkpoint_above)
+                memory.set_checkpointing(model, inputs["input_ids"].numel() > checkpoint_above)
             idx = inputs.pop("row_index", None)
             if idx is not None:
                 self.tracekd_ids.extend(self.tracekd_row_ids[i] for i in idx.tolist())
@@ -315,8 +314,6 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
 def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], device: str,
                  accumulation: int, head_on_completion: bool, log):
     """Micro-batch size, accumulation and checkpointing that fit ``cfg.max_memory`` (a resumed run keeps its plan)."""
-    from . import memory
-
     path = out / "memory_plan.json"
     if last_ckpt is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -538,9 +535,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
                                        run.batch.accumulation, head_on_completion, log)
     checkpointing = mem_plan.gradient_checkpointing
     if device == "cpu" and cfg.return_freed_memory:
-        from .memory import return_freed_memory_to_os
-
-        return_freed_memory_to_os()
+        memory.return_freed_memory_to_os()
     threads = runtime.use_physical_cores() if device == "cpu" else None
     precision = runtime.precision(cfg.precision, device)
     transformers.set_seed(cfg.seed)  # before PEFT draws the LoRA initialisation
@@ -571,7 +566,6 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
     from transformers.trainer_callback import PrinterCallback
 
     from .. import devices
-    from .memory import current_rss
 
     cfg, out, kept = run.config, run.out, data.kept
     dataset = Dataset.from_dict({
@@ -597,7 +591,7 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
         trainer.add_callback(_progress_callback())
     appender = JsonlAppender(out / LOG_NAME) if run.main else None
     trainer.tracekd_log = appender
-    rss_before = current_rss()
+    rss_before = memory.current_rss()
     started = time.monotonic()
     try:
         result = trainer.train(resume_from_checkpoint=resume_from)
