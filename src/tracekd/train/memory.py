@@ -285,17 +285,18 @@ def _mixed_plan(shape: Shape, worst: list[tuple[int, int]], batch_size: int, gra
     None when the longest row does not fit even with checkpointing. The threshold is one token below
     the shortest row that does not fit without checkpointing, so every row at or under it fits.
     """
-    def total(row: tuple[int, int], checkpointing: bool) -> int:
+    def one_row(row: tuple[int, int], checkpointing: bool) -> Estimate:
         return estimate(shape, [row], trainable_params=trainable_params, checkpointing=checkpointing,
-                        head_on_completion=head_on_completion).total
+                        head_on_completion=head_on_completion)
 
-    if max(total(r, True) for r in worst) > budget_bytes:
+    plain = [one_row(r, False) for r in worst]
+    recomputed = [one_row(r, True) for r in worst]
+    if max(e.total for e in recomputed) > budget_bytes:
         return None
-    threshold = min(t for t, c in worst if total((t, c), False) > budget_bytes) - 1
-    under = [r for r in worst if r[0] <= threshold]
-    over = len(worst) - len(under)
-    peak = max([estimate(shape, [r], trainable_params=trainable_params, checkpointing=r[0] > threshold,
-                         head_on_completion=head_on_completion) for r in worst], key=lambda e: e.total)
+    threshold = min(t for (t, _), e in zip(worst, plain, strict=True) if e.total > budget_bytes) - 1
+    over = sum(1 for t, _ in worst if t > threshold)
+    peak = max((ckpt if t > threshold else free for (t, _), free, ckpt in zip(worst, plain, recomputed, strict=True)),
+               key=lambda e: e.total)
     why = (f"batch {batch_size} split into {batch_size} micro-batches of 1; activation checkpointing only for rows "
            f"over {threshold} tokens ({over} of {len(worst)} rows) (estimate {peak.total / GB:.2f} GB)")
     return Plan(1, grad_accum * batch_size, True, budget_bytes, peak, why, checkpoint_above_tokens=threshold)
