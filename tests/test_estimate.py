@@ -65,6 +65,24 @@ def test_train_work_micro_batches_checkpointing_and_steps():
     assert train_work(D, rows, batch_size=4, seed=1).flops == train_work(D, rows, batch_size=4, seed=1).flops
 
 
+def test_train_work_packs_micro_batches_as_the_memory_plan_does():
+    """A packed plan: a step's rows packed by tokens (short rows together), long rows alone, recomputed as it says."""
+    rows = [(n, 5) for n in (20, 200, 30, 180, 25, 210, 40, 190)]
+
+    class Rule:  # the plan's two questions: rows share a micro-batch up to 240 padded tokens; over 195 recompute
+        def packs(self, g):
+            return len(g) * max(n for n, _ in g) <= 240
+
+        def recomputes(self, g):
+            return g[0][0] > 195
+
+    packed = train_work(D, rows, batch_size=8, checkpointing=True, packed=Rule())  # one step: order does not matter
+    long_rows = sum(forward_flops(D, [n], 5) * step_factor(n > 195) for n in (210, 200, 190, 180))
+    short_rows = forward_flops(D, [40, 30, 25, 20], 20) * step_factor(False)  # 4 x 40 = 160 tokens: one micro-batch
+    assert packed.steps == 1 and packed.tokens == sum(n for n, _ in rows)
+    assert packed.flops == pytest.approx(long_rows + short_rows)
+
+
 def test_generate_work_batches_by_prompt_length():
     w = generate_work(D, [50, 10, 40, 20], [5, 30, 3, 1], batch_size=2)
     # longest prompts first: (50, 40) decode max(5, 3) - 1 = 4 steps, (20, 10) max(1, 30) - 1 = 29

@@ -489,6 +489,58 @@ def test_micro_batches_by_length_equal_the_padded_step_loss_and_gradients():
         torch.testing.assert_close(g_grouped[name], g_drawn[name], rtol=1e-5, atol=1e-7)
 
 
+def test_packed_step_equals_the_drawn_step_loss_and_gradients():
+    """A step packed by tokens: short rows share micro-batches, empty placeholders lead, same loss and gradients."""
+    import torch
+
+    from tracekd.train.batch import regroup_step
+    from tracekd.train.loss import completion_loss
+    from tracekd.train.run import _collator
+
+    model = _lora_tiny()
+    gen = torch.Generator().manual_seed(5)
+    features = []
+    for i, n in enumerate([9, 30, 12, 10]):
+        ids = torch.randint(1, 1000, (n,), generator=gen).tolist()
+        features.append({"input_ids": ids, "labels": [-100] * (n // 2) + ids[n // 2:], "row_index": i})
+
+    class Plan:  # the memory plan's rule: up to 40 padded tokens per micro-batch; rows over 20 recompute
+        packed = True
+
+        def packs(self, rows):
+            return len(rows) * max(t for t, _ in rows) <= 40
+
+        def recomputes(self, rows):
+            return rows[0][0] > 20
+
+    collate = _collator(0)
+    drawn = [collate([f]) for f in features]  # one row per micro-batch, as a packed plan loads them
+    packed = regroup_step(drawn, features, collate, Plan())
+    assert len(packed) == len(drawn)  # the trainer's accumulation count is kept
+    assert [b["row_index"].tolist() for b in packed] == [[], [], [1], [2, 3, 0]]  # longest alone, 3 x 12 <= 40
+    assert [b["input_ids"].shape[0] for b in packed[:2]] == [0, 0]
+    assert [b.get("tracekd_checkpoint") for b in packed] == [None, None, True, False]
+    n_items = sum(int(b["labels"][:, 1:].ne(-100).sum()) for b in drawn)
+
+    def step(batches):
+        model.zero_grad(set_to_none=True)
+        total = torch.zeros(())
+        for b in batches:
+            if b["input_ids"].shape[0] == 0:  # as the trainer skips them
+                continue
+            loss = completion_loss(model, {k: v for k, v in b.items() if k not in ("row_index", "tracekd_checkpoint")},
+                                   n_items)
+            loss.backward()
+            total += loss.detach()
+        return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    loss_drawn, g_drawn = step(drawn)
+    loss_packed, g_packed = step(packed)
+    torch.testing.assert_close(loss_packed, loss_drawn, rtol=1e-6, atol=1e-6)
+    for name in g_drawn:
+        torch.testing.assert_close(g_packed[name], g_drawn[name], rtol=1e-5, atol=1e-7)
+
+
 def test_training_with_micro_batches_by_length_keeps_steps_rows_and_loss_curve(rows_file, tmp_path):
     common = dict(max_steps=2, lora_dropout=0.0, per_device_train_batch_size=2, gradient_accumulation_steps=2,
                   max_memory="off")
@@ -503,8 +555,12 @@ def test_training_with_micro_batches_by_length_keeps_steps_rows_and_loss_curve(r
     assert mg["config"]["micro_batches_by_length"] is True
 
 
-def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file, tmp_path):
-    """A budget that fits 2 rows, not 4: batch 4 runs as 2 micro-batches of 2, same steps, same loss curve."""
+def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file, tmp_path, monkeypatch):
+    """A budget that fits the 2 longest rows, not the 4 longest: each step of 4 is packed by tokens (rows
+    share micro-batches, placeholders skipped), same steps, same loss curve; without regrouping by
+    length, fixed micro-batches of 2."""
+    import transformers
+
     from tracekd import students
     from tracekd.train import memory
     from tracekd.train.data import preflight as pf
@@ -518,17 +574,35 @@ def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file,
     four = memory.estimate(shape, worst[:4], trainable_params=lora, checkpointing=False, head_on_completion=True)
     assert two.total < four.total
     budget = f"{(two.total + four.total) / 2 / memory.GB:.6f}GB"
+    rows_per_call = []
+    real_step = transformers.Trainer.training_step
+
+    def spy(self, model, inputs, *args, **kwargs):
+        rows_per_call.append(inputs["input_ids"].shape[0])
+        return real_step(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", spy)
     common = dict(max_steps=4, lora_dropout=0.0)
     whole = train(tiny(rows_file, tmp_path / "whole", max_memory="off", **common), log=lambda *_: None)
+    assert set(rows_per_call) == {4}
+    rows_per_call.clear()
     split = train(tiny(rows_file, tmp_path / "split", max_memory=budget, **common), log=lambda *_: None)
-    mw = json.loads((whole / "manifest.json").read_text())
-    ms = json.loads((split / "manifest.json").read_text())
-    assert ms["memory"]["per_device_train_batch_size"] == 2 and ms["memory"]["gradient_accumulation_steps"] == 2
+    packed_calls = list(rows_per_call)
+    rows_per_call.clear()
+    fixed = train(tiny(rows_file, tmp_path / "fixed", max_memory=budget, micro_batches_by_length=False, **common),
+                  log=lambda *_: None)
+    mw, ms, mf = (json.loads((d / "manifest.json").read_text()) for d in (whole, split, fixed))
+    assert ms["memory"]["per_device_train_batch_size"] == 1 and ms["memory"]["gradient_accumulation_steps"] == 4
+    assert ms["memory"]["micro_batches"] == "packed to the budget"
+    assert sum(packed_calls) == 16 and len(packed_calls) < 16  # packed by tokens: rows share micro-batches
+    assert mf["memory"]["per_device_train_batch_size"] == 2 and mf["memory"]["gradient_accumulation_steps"] == 2
+    assert set(rows_per_call) == {2}
     assert mw["memory"]["per_device_train_batch_size"] == 4 and ms["global_step"] == mw["global_step"] == 4
-    assert [r["ids"] for r in log_lines(split)] == [r["ids"] for r in log_lines(whole)]  # same rows per step
-    for (s1, l1), (s2, l2) in zip(mw["loss_curve"], ms["loss_curve"], strict=True):
-        assert s1 == s2 and l2 == pytest.approx(l1, rel=1e-4, abs=1e-5)
-    assert ms["memory"]["estimate"]["total"] <= ms["memory"]["budget_gb"] and ms["memory"]["peak_rss_gb"] > 0
+    for folder, run in ((split, ms), (fixed, mf)):
+        assert [sorted(r["ids"]) for r in log_lines(folder)] == [sorted(r["ids"]) for r in log_lines(whole)]
+        for (s1, l1), (s2, l2) in zip(mw["loss_curve"], run["loss_curve"], strict=True):
+            assert s1 == s2 and l2 == pytest.approx(l1, rel=1e-4, abs=1e-5)
+        assert run["memory"]["estimate"]["total"] <= run["memory"]["budget_gb"] and run["memory"]["peak_rss_gb"] > 0
 
 
 def test_mixed_plan_checkpoints_only_rows_over_the_threshold():

@@ -49,6 +49,7 @@ from ..io import write_json
 from ..students import pin_template_kwargs
 from ..synth import generate_into
 from ..train import calibration, memory
+from ..train.batch import pack
 from ..train.config import TrainConfig
 from .plan import Stage
 
@@ -127,14 +128,16 @@ class TrainWork:
 def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_accum: int = 1, micro_batch: int | None = None,
                epochs: float = 1.0, max_steps: int | None = None, checkpointing: bool = False,
                head_on_completion: bool = True, by_length: bool = False, checkpoint_above: int | None = None,
-               seed: int = 0) -> TrainWork:
+               seed: int = 0, packed=None) -> TrainWork:
     """FLOPs of training on ``rows`` given as ``(tokens, completion tokens)``.
 
     Each optimizer step takes ``batch_size x grad_accum`` rows in random order (the expectation over
     :data:`SHUFFLES` seeded orders) and runs them as micro-batches of ``micro_batch`` rows, each padded to
     its longest row; ``by_length``: the step's rows longest first before they are split (as
     :func:`tracekd.train.batch.by_length`). With ``checkpointing`` and ``checkpoint_above`` only micro-batches
-    of more tokens than that recompute (as the memory plan's per-micro-batch checkpointing does).
+    of more tokens than that recompute (as the memory plan's per-micro-batch checkpointing does). With a
+    ``packed`` memory plan (:class:`tracekd.train.memory.Plan`) each step's rows are packed by it instead
+    (:func:`tracekd.train.batch.pack`), each micro-batch recomputing as the plan says.
     ``max_steps`` (when set) replaces the epochs.
 
     >>> d = Dims(hidden=4, intermediate=8, layers=1, kv=4, vocab=10)
@@ -152,7 +155,8 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
 
     def cost(mb: list[tuple[int, int]]) -> float:
         t = max(n for n, _ in mb)
-        ckpt = checkpointing and (checkpoint_above is None or len(mb) * t > checkpoint_above)
+        ckpt = (packed.recomputes(mb) if packed is not None else
+                checkpointing and (checkpoint_above is None or len(mb) * t > checkpoint_above))
         return forward_flops(d, [n for n, _ in mb], sum(c for _, c in mb) if head_on_completion
                              else len(mb) * t) * step_factor(ckpt)
 
@@ -163,9 +167,14 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
         flops = 0.0
         for s in range(0, len(order), per_step):
             step = order[s:s + per_step]
-            if by_length:
+            if by_length or packed is not None:
                 step = sorted(step, key=lambda r: -r[0])
-            f = sum(cost(step[m:m + micro]) for m in range(0, len(step), micro))
+            if packed is not None:
+                groups = [[step[i] for i in g] for g in pack(list(range(len(step))),
+                                                             lambda g, step=step: packed.packs([step[i] for i in g]))]
+            else:
+                groups = [step[m:m + micro] for m in range(0, len(step), micro)]
+            f = sum(cost(mb) for mb in groups)
             flops += f
             step_flops.append(f)
         epoch_flops += flops / SHUFFLES
@@ -537,7 +546,8 @@ def _counter(cache: dict, student: str, ctk: dict | None) -> TokenCounter:
 
 
 def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, device: str):
-    """(micro-batch, checkpointing, tokens above which a micro-batch checkpoints, head on completion, note)."""
+    """(micro-batch, checkpointing, tokens above which a micro-batch checkpoints, head on completion, note,
+    the plan when it packs micro-batches by tokens else None)."""
     bs = int(_setting(settings, TrainConfig, "per_device_train_batch_size"))
     ga = int(_setting(settings, TrainConfig, "gradient_accumulation_steps"))
     gc = settings.get("gradient_checkpointing")
@@ -550,11 +560,12 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
             budget = memory.budget(str(_setting(settings, TrainConfig, "max_memory")), device)
     try:
         p = memory.plan(shape, rows, batch_size=bs, grad_accum=ga, budget_bytes=budget,
-                        trainable_params=dims.lora_params, checkpointing=gc, head_on_completion=head)
+                        trainable_params=dims.lora_params, checkpointing=gc, head_on_completion=head,
+                        pack=bool(_setting(settings, TrainConfig, "micro_batches_by_length")))
     except ConfigError:
-        return 1, True, None, head, "does not fit max_memory even one row at a time"
-    return (p.per_device_train_batch_size, p.gradient_checkpointing, getattr(p, "checkpoint_above_tokens", None),
-            head, p.reason)
+        return 1, True, None, head, "does not fit max_memory even one row at a time", None
+    return (p.per_device_train_batch_size, p.gradient_checkpointing, p.checkpoint_above_tokens, head, p.reason,
+            p if p.packed is not None else None)
 
 
 def planned_rows(build: Stage, run_dir: Path, cache: dict) -> dict:
@@ -614,8 +625,8 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
     counter = _counter(cache, student, settings.get("chat_template_kwargs"))
     counts = counter.count(rows)
     lengths = [(p + c, c) for p, c in counts]
-    micro, gc, above, head, why = _train_plan(settings, lengths, shape, dims, device)
-    if micro_batch is not None or checkpointing is not None:  # what the finished stage ran with
+    micro, gc, above, head, why, packed = _train_plan(settings, lengths, shape, dims, device)
+    if packed is None and (micro_batch is not None or checkpointing is not None):  # what the finished stage ran with
         micro, gc, above, why = (micro_batch or micro, gc if checkpointing is None else checkpointing,
                                  checkpoint_above, "as it ran")
     per_step = int(_setting(settings, TrainConfig, "per_device_train_batch_size")) * \
@@ -624,11 +635,12 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
                       epochs=float(_setting(settings, TrainConfig, "num_train_epochs")),
                       max_steps=settings.get("max_steps"), checkpointing=gc, head_on_completion=head,
                       by_length=bool(_setting(settings, TrainConfig, "micro_batches_by_length") or False),
-                      checkpoint_above=above,
+                      checkpoint_above=above, packed=packed,
                       seed=int(stage.spec.get("seed") or 0))
     by_length = work.micro_batch < per_step and bool(_setting(settings, TrainConfig, "micro_batches_by_length"))
     ckpt = " with activation checkpointing" + (f" over {above} tokens" if above else "")
-    plan = (f"micro-batches of {micro} row(s)" + (ckpt if gc else "")
+    size = "packed by tokens within the budget" if packed is not None else f"of {micro} row(s)"
+    plan = (f"micro-batches {size}" + (ckpt if gc else "")
             + (" (as it ran)" if why == "as it ran" else " (the memory plan)")
             + (", each step's rows by length" if by_length else ", rows in random order"))
     notes = [counter.source, plan]

@@ -13,9 +13,11 @@ another step.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .data import IGNORE_INDEX
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,38 @@ def by_length(rows: list[int], lengths, sizes: list[int]) -> list[list[int]]:
     return out
 
 
-def regroup_step(batches: list[dict], features: list[dict], collate) -> list[dict]:
+def pack(rows: list[int], fits: Callable[[list[int]], bool], lengths=None) -> list[list[int]]:
+    """The rows of one optimizer step packed into as few micro-batches as ``fits`` allows, longest first.
+
+    Rows are taken longest first (by ``lengths``; as given without it) and each joins the current
+    micro-batch while ``fits`` accepts the result, else starts the next one; a row alone is always
+    accepted (the memory plan has checked that every row fits alone). Deterministic: ties keep the
+    drawn order.
+
+    >>> tokens = {0: 300, 1: 900, 2: 350, 3: 280}
+    >>> pack([0, 1, 2, 3], lambda g: len(g) * max(tokens[i] for i in g) <= 1000, tokens)
+    [[1], [2, 0], [3]]
+    >>> pack([0, 1, 2, 3], lambda g: True, tokens)
+    [[1, 2, 0, 3]]
+    """
+    order = sorted(rows, key=lambda i: -lengths[i]) if lengths is not None else list(rows)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and fits([*groups[-1], i]):
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def regroup_step(batches: list[dict], features: list[dict], collate, plan=None) -> list[dict]:
     """Re-collate one optimizer step's micro-batches (each with ``row_index``) by :func:`by_length`.
 
     ``features[i]`` is row ``i`` as the collator takes it; tensors land on the device the batches were on.
+    With a packed memory ``plan`` (:class:`.memory.Plan`) the rows are :func:`pack`-ed instead, each
+    micro-batch marked ``tracekd_checkpoint`` (whether it recomputes its activations), and the step keeps
+    its count of micro-batches (the trainer's accumulation counts them) by leading with empty ones,
+    which the trainer skips: the last micro-batch, the one that synchronises gradients, is always real.
     """
     if not batches or any("row_index" not in b for b in batches):
         return batches
@@ -100,8 +130,20 @@ def regroup_step(batches: list[dict], features: list[dict], collate) -> list[dic
     rows = [i for b in batches for i in b["row_index"].tolist()]
     lengths = {i: len(features[i]["input_ids"]) for i in rows}
     device = batches[0]["input_ids"].device
+    if plan is None or plan.packed is None:
+        groups, flags = by_length(rows, lengths, sizes), None
+    else:
+        shape = {i: (lengths[i], sum(1 for x in features[i]["labels"] if x != IGNORE_INDEX)) for i in rows}
+        groups = pack(rows, lambda g: plan.packs([shape[i] for i in g]), lengths)
+        flags = [plan.recomputes([shape[i] for i in g]) for g in groups]
     out = []
-    for group in by_length(rows, lengths, sizes):
+    for k, group in enumerate(groups):
         batch = collate([features[i] for i in group])
-        out.append({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()})
+        batch = {key: v.to(device) if hasattr(v, "to") else v for key, v in batch.items()}
+        if flags is not None:
+            batch["tracekd_checkpoint"] = flags[k]
+        out.append(batch)
+    if len(out) < len(batches):
+        empty = {key: v[:0] for key, v in out[0].items() if hasattr(v, "shape")}
+        out = [dict(empty) for _ in range(len(batches) - len(out))] + out
     return out

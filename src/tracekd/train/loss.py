@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-IGNORE_INDEX = -100
+from .data import IGNORE_INDEX
 
 #: config attributes that change logits after the head (then the full computation is used)
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")

@@ -12,16 +12,19 @@ Where the memory of a LoRA step goes (float32 on CPU, per token ``t`` of a padde
 - attention: ``heads x t^2`` scores per layer for eager attention; SDPA (the default) keeps O(t).
 
 :func:`plan` keeps the optimizer step the same (same rows per step, loss normalised over the whole
-step) and only splits it into smaller micro-batches - then, if one row at a time still does not fit,
-switches activation checkpointing on for the micro-batches that need it (those longer than a token
-threshold; the rest run without recomputation) - and refuses before anything is loaded when even
-that does not fit, naming the longest row.
+step) and only splits it into smaller micro-batches. By default the split is by tokens: each step's
+rows, longest first, are packed into as few micro-batches as fit the budget (:meth:`Plan.packs`), so a
+step of short rows runs as one micro-batch and a step with a long row as several. If one row alone
+does not fit, activation checkpointing is switched on for the micro-batches that need it (the rest
+run without recomputation); when even that does not fit, the plan refuses before anything is
+loaded, naming the longest row.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import json
 import os
 import re
@@ -29,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from .batch import pack
 
 GB = 1024 ** 3
 
@@ -192,6 +196,30 @@ def estimate(shape: Shape, batch: list[tuple[int, int]], *, trainable_params: in
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What one micro-batch may hold: the student's shape, the byte budget and the training's settings.
+
+    >>> s = Shape(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152, weight_bytes=538_000_000)
+    >>> b = Budget(s, 3 * GB, trainable_params=4_884_480, head_on_completion=True)
+    >>> b.fits([(300, 75)] * 2), b.fits([(300, 75)] * 4), b.fits([(1200, 75)]), b.fits([(1200, 75)], checkpointing=True)
+    (True, False, False, True)
+    """
+
+    shape: Shape
+    budget_bytes: int
+    trainable_params: int
+    head_on_completion: bool
+
+    def estimate(self, rows: list[tuple[int, int]], checkpointing: bool = False) -> Estimate:
+        """:func:`estimate` of a micro-batch of ``rows`` (``(tokens, completion tokens)``) under these settings."""
+        return estimate(self.shape, rows, trainable_params=self.trainable_params, checkpointing=checkpointing,
+                        head_on_completion=self.head_on_completion)
+
+    def fits(self, rows: list[tuple[int, int]], checkpointing: bool = False) -> bool:
+        return self.estimate(rows, checkpointing).total <= self.budget_bytes
+
+
+@dataclass(frozen=True)
 class Plan:
     """How a step is run within the budget (same rows and loss per optimizer step as the configured batch)."""
 
@@ -202,14 +230,33 @@ class Plan:
     estimate: Estimate | None
     reason: str
     #: with checkpointing on: only micro-batches of more than this many (padded) tokens recompute their
-    #: activations; None = every micro-batch does
+    #: activations (with ``packed``: only rows too long to fit alone without it); None = every micro-batch does
     checkpoint_above_tokens: int | None = None
+    #: rows are loaded one at a time and each step's rows packed into micro-batches that fit this budget
+    packed: Budget | None = None
+
+    def packs(self, rows: list[tuple[int, int]]) -> bool:
+        """Whether ``rows`` may run as one micro-batch (only with ``packed``)."""
+        everywhere = self.gradient_checkpointing and self.checkpoint_above_tokens is None
+        return self.packed is not None and self.packed.fits(rows, checkpointing=everywhere)
+
+    def recomputes(self, rows: list[tuple[int, int]]) -> bool:
+        """Whether the micro-batch of ``rows`` runs with activation checkpointing."""
+        if not self.gradient_checkpointing:
+            return False
+        if self.checkpoint_above_tokens is None:
+            return True
+        if self.packed is not None:
+            return not self.packed.fits(rows)
+        return len(rows) * max(t for t, _ in rows) > self.checkpoint_above_tokens
 
     def to_dict(self) -> dict:
         return {"per_device_train_batch_size": self.per_device_train_batch_size,
                 "gradient_accumulation_steps": self.gradient_accumulation_steps,
                 "gradient_checkpointing": self.gradient_checkpointing,
                 "checkpoint_above_tokens": self.checkpoint_above_tokens,
+                "micro_batches": "packed to the budget" if self.packed else "fixed",
+                "budget_bytes": self.budget_bytes,
                 "budget_gb": round(self.budget_bytes / GB, 3) if self.budget_bytes else None,
                 "estimate": self.estimate.to_dict() if self.estimate else None, "reason": self.reason}
 
@@ -220,25 +267,27 @@ def _divisors_desc(n: int) -> list[int]:
 
 def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, grad_accum: int, budget_bytes: int | None,
          trainable_params: int, checkpointing: bool | None, head_on_completion: bool,
-         longest_id: str = "?") -> Plan:
-    """The largest micro-batch (a divisor of ``batch_size``) whose worst case fits ``budget_bytes``.
+         longest_id: str = "?", pack: bool = True) -> Plan:
+    """How each optimizer step of ``batch_size x grad_accum`` rows runs within ``budget_bytes``.
 
-    The worst case is the ``micro`` longest rows together. Each optimizer step keeps its rows: the
-    batch is split into ``batch_size / micro`` micro-batches and the accumulation multiplied by that.
-    Activation checkpointing is switched on (unless the config says false) only when one row at a
-    time does not fit without it.
+    When the ``batch_size`` longest rows fit together, nothing changes. Otherwise, with ``pack``
+    (rows regrouped within each step), rows are loaded one at a time and each step's rows packed,
+    longest first, into as few micro-batches as fit (:meth:`Plan.packs`); without it, the largest
+    fixed micro-batch (a divisor of ``batch_size``) whose worst case fits. Activation checkpointing is
+    switched on (unless the config says false) only for rows that do not fit alone without it.
 
     >>> s = Shape(hidden=576, intermediate=1536, layers=30, heads=9, kv_heads=3, vocab=49152, weight_bytes=538_000_000)
     >>> rows = [(555, 75)] * 8
-    >>> p = plan(s, rows, batch_size=4, grad_accum=1, budget_bytes=4 * GB, trainable_params=4_884_480,
-    ...          checkpointing=None, head_on_completion=True)
+    >>> kw = dict(batch_size=4, grad_accum=1, trainable_params=4_884_480, checkpointing=None, head_on_completion=True)
+    >>> p = plan(s, rows, budget_bytes=4 * GB, **kw)
+    >>> p.per_device_train_batch_size, p.gradient_accumulation_steps, p.gradient_checkpointing, p.packs(rows[:2])
+    (1, 4, False, True)
+    >>> p = plan(s, rows, budget_bytes=4 * GB, pack=False, **kw)
     >>> p.per_device_train_batch_size, p.gradient_accumulation_steps, p.gradient_checkpointing
     (2, 2, False)
-    >>> plan(s, rows, batch_size=4, grad_accum=1, budget_bytes=2 * GB, trainable_params=4_884_480,
-    ...      checkpointing=None, head_on_completion=True).gradient_checkpointing
+    >>> plan(s, rows, budget_bytes=2 * GB, **kw).gradient_checkpointing
     True
-    >>> plan(s, rows, batch_size=4, grad_accum=1, budget_bytes=GB, trainable_params=4_884_480,
-    ...      checkpointing=None, head_on_completion=True, longest_id="cotemp/7")  # doctest: +ELLIPSIS
+    >>> plan(s, rows, budget_bytes=GB, longest_id="cotemp/7", **kw)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     tracekd.errors.ConfigError: even one row at a time does not fit max_memory 1.00 GB: the longest row (cotemp/7, 555 tokens) needs ...
@@ -248,20 +297,22 @@ def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, g
         why = "no budget" if budget_bytes is None else "no estimate for this student"
         return Plan(batch_size, grad_accum, checkpointing_default, budget_bytes, None, why)
     worst = sorted(rows, key=lambda r: (r[0], r[1]), reverse=True)
-
-    def estimate_for(micro: int, with_checkpointing: bool) -> Estimate:
-        return estimate(shape, worst[:micro], trainable_params=trainable_params, checkpointing=with_checkpointing,
-                        head_on_completion=head_on_completion)
+    room = Budget(shape, budget_bytes, trainable_params, head_on_completion)
+    if pack:
+        whole = room.estimate(worst[:batch_size], checkpointing_default)
+        if whole.total <= budget_bytes:
+            return Plan(batch_size, grad_accum, checkpointing_default, budget_bytes, whole,
+                        f"fits (estimate {whole.total / GB:.2f} GB)")
+        return _packed_plan(room, worst, batch_size, grad_accum, checkpointing, longest_id)
 
     options = [checkpointing_default] if checkpointing is not None else [False, True]
     for with_checkpointing in options:
         if with_checkpointing and checkpointing is None:
-            mixed = _mixed_plan(shape, worst, batch_size, grad_accum, budget_bytes, trainable_params,
-                                head_on_completion)
+            mixed = _mixed_plan(room, worst, batch_size, grad_accum)
             if mixed is not None:
                 return mixed
         for micro in _divisors_desc(batch_size):
-            e = estimate_for(micro, with_checkpointing)
+            e = room.estimate(worst[:micro], with_checkpointing)
             if e.total <= budget_bytes:
                 split = batch_size // micro
                 why = ("fits" if split == 1 and with_checkpointing == checkpointing_default else
@@ -270,36 +321,70 @@ def plan(shape: Shape | None, rows: list[tuple[int, int]], *, batch_size: int, g
                           else ""))
                 return Plan(micro, grad_accum * split, with_checkpointing, budget_bytes, e,
                             why + f" (estimate {e.total / GB:.2f} GB)")
-    e = estimate_for(1, options[-1])
-    raise ConfigError(
-        f"even one row at a time does not fit max_memory {budget_bytes / GB:.2f} GB: the longest row "
+    raise _does_not_fit(room, worst, options[-1], longest_id)
+
+
+def _does_not_fit(room: Budget, worst: list[tuple[int, int]], checkpointing: bool, longest_id: str) -> ConfigError:
+    e = room.estimate(worst[:1], checkpointing)
+    return ConfigError(
+        f"even one row at a time does not fit max_memory {room.budget_bytes / GB:.2f} GB: the longest row "
         f"({longest_id}, {worst[0][0]} tokens) needs about {e.total / GB:.2f} GB "
         f"({', '.join(f'{k} {v} GB' for k, v in e.to_dict().items() if k not in ('total', 'unit'))}); "
         "raise --max-memory, lower --max-length with --drop-overlong, or use a smaller student")
 
 
-def _mixed_plan(shape: Shape, worst: list[tuple[int, int]], batch_size: int, grad_accum: int, budget_bytes: int,
-                trainable_params: int, head_on_completion: bool) -> Plan | None:
+def _threshold(room: Budget, worst: list[tuple[int, int]]) -> tuple[int | None, list[Estimate]]:
+    """(tokens above which a row needs checkpointing to fit alone, or None; each row's estimate as run).
+
+    The threshold is one token below the shortest row that does not fit without checkpointing.
+    """
+    plain = [room.estimate([r]) for r in worst]
+    too_long = [t for (t, _), e in zip(worst, plain, strict=True) if e.total > room.budget_bytes]
+    if not too_long:
+        return None, plain
+    threshold = min(too_long) - 1
+    return threshold, [room.estimate([r], True) if r[0] > threshold else e for r, e in zip(worst, plain, strict=True)]
+
+
+def _packed_plan(room: Budget, worst: list[tuple[int, int]], batch_size: int, grad_accum: int,
+                 checkpointing: bool | None, longest_id: str) -> Plan:
+    """Rows loaded one at a time, each step's rows packed into micro-batches within the budget."""
+    head = f"batch {batch_size} packed per step into micro-batches within {room.budget_bytes / GB:.2f} GB"
+    if checkpointing is None:
+        threshold, alone = _threshold(room, worst)
+        if max(e.total for e in alone) > room.budget_bytes:
+            raise _does_not_fit(room, worst, True, longest_id)
+        with_ckpt = threshold is not None
+        p = Plan(1, grad_accum * batch_size, with_ckpt, room.budget_bytes, None, "", threshold, room)
+        if with_ckpt:
+            over = sum(1 for t, _ in worst if t > threshold)
+            head += (f"; activation checkpointing only for rows over {threshold} tokens ({over} of {len(worst)} "
+                     "rows)")
+    else:
+        if not room.fits(worst[:1], checkpointing):
+            raise _does_not_fit(room, worst, checkpointing, longest_id)
+        p = Plan(1, grad_accum * batch_size, checkpointing, room.budget_bytes, None, "", None, room)
+        head += " with activation checkpointing" if checkpointing else ""
+    # the largest of: each row alone, and the micro-batches of the step holding the longest rows
+    groups = [[r] for r in worst] + [[worst[i] for i in g] for g in
+                                     pack(list(range(batch_size)), lambda idx: p.packs([worst[i] for i in idx]))]
+    peak = max((room.estimate(g, p.recomputes(g)) for g in groups), key=lambda e: e.total)
+    return dataclasses.replace(p, estimate=peak, reason=head + f" (estimate {peak.total / GB:.2f} GB)")
+
+
+def _mixed_plan(room: Budget, worst: list[tuple[int, int]], batch_size: int, grad_accum: int) -> Plan | None:
     """One row per micro-batch, activation checkpointing only for rows too long to fit without it.
 
-    None when the longest row does not fit even with checkpointing. The threshold is one token below
-    the shortest row that does not fit without checkpointing, so every row at or under it fits.
+    None when the longest row does not fit even with checkpointing.
     """
-    def one_row(row: tuple[int, int], checkpointing: bool) -> Estimate:
-        return estimate(shape, [row], trainable_params=trainable_params, checkpointing=checkpointing,
-                        head_on_completion=head_on_completion)
-
-    plain = [one_row(r, False) for r in worst]
-    recomputed = [one_row(r, True) for r in worst]
-    if max(e.total for e in recomputed) > budget_bytes:
+    threshold, alone = _threshold(room, worst)
+    if threshold is None or max(e.total for e in alone) > room.budget_bytes:
         return None
-    threshold = min(t for (t, _), e in zip(worst, plain, strict=True) if e.total > budget_bytes) - 1
     over = sum(1 for t, _ in worst if t > threshold)
-    peak = max((ckpt if t > threshold else free for (t, _), free, ckpt in zip(worst, plain, recomputed, strict=True)),
-               key=lambda e: e.total)
+    peak = max(alone, key=lambda e: e.total)
     why = (f"batch {batch_size} split into {batch_size} micro-batches of 1; activation checkpointing only for rows "
            f"over {threshold} tokens ({over} of {len(worst)} rows) (estimate {peak.total / GB:.2f} GB)")
-    return Plan(1, grad_accum * batch_size, True, budget_bytes, peak, why, checkpoint_above_tokens=threshold)
+    return Plan(1, grad_accum * batch_size, True, room.budget_bytes, peak, why, checkpoint_above_tokens=threshold)
 
 
 def set_checkpointing(model, on: bool) -> None:

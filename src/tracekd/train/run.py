@@ -114,7 +114,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False, by_length: bool = False,
-                        checkpoint_above: int | None = None):
+                        plan: memory.Plan | None = None):
     """SFTTrainer that records which rows made each optimizer step and logs every step to JSONL.
 
     With ``plain_loss`` the loss is the model's own cross-entropy on the (completion-only) labels,
@@ -123,9 +123,11 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
     the same loss values. With ``head_on_completion`` too, the LM head runs only on the positions
     that carry a loss (:mod:`.loss`): same value and gradients, a fraction of the logits' memory.
     With ``by_length`` each optimizer step's rows are regrouped into micro-batches of similar length
-    (:func:`.batch.regroup_step`; needs ``tracekd_features``). With ``checkpoint_above`` (tokens) only
-    micro-batches longer than that recompute their activations (:func:`.memory.set_checkpointing`).
+    (:func:`.batch.regroup_step`; needs ``tracekd_features``), or packed to the memory ``plan``'s budget
+    when it packs. A ``plan`` with checkpointing for some micro-batches only switches it per micro-batch
+    (:func:`.memory.set_checkpointing`).
     """
+    import torch
     from accelerate.utils import gather_object
     from transformers import Trainer
     from trl import SFTTrainer
@@ -141,7 +143,7 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
             if by_length and self.tracekd_features:
                 from .batch import regroup_step
 
-                batches = regroup_step(batches, self.tracekd_features, self.data_collator)
+                batches = regroup_step(batches, self.tracekd_features, self.data_collator, plan)
             return batches, num_items
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -159,8 +161,12 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
                                         num_items_in_batch=num_items_in_batch)
 
         def training_step(self, model, inputs, *args, **kwargs):
-            if checkpoint_above is not None:
-                memory.set_checkpointing(model, inputs["input_ids"].numel() > checkpoint_above)
+            if inputs["input_ids"].shape[0] == 0:  # a packed step's placeholder (see regroup_step)
+                return torch.zeros((), device=self.args.device)
+            recompute = inputs.pop("tracekd_checkpoint", None)
+            if plan is not None and plan.gradient_checkpointing and plan.checkpoint_above_tokens is not None:
+                memory.set_checkpointing(model, recompute if recompute is not None
+                                         else inputs["input_ids"].numel() > plan.checkpoint_above_tokens)
             idx = inputs.pop("row_index", None)
             if idx is not None:
                 self.tracekd_ids.extend(self.tracekd_row_ids[i] for i in idx.tolist())
@@ -315,22 +321,23 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
                  accumulation: int, head_on_completion: bool, log):
     """Micro-batch size, accumulation and checkpointing that fit ``cfg.max_memory`` (a resumed run keeps its plan)."""
     path = out / "memory_plan.json"
+    shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
+    lora = memory.lora_parameters(shape, cfg.lora_r, cfg.lora_target_modules) if shape else 0
     if last_ckpt is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
+        packed = (memory.Budget(shape, saved["budget_bytes"], lora, head_on_completion)
+                  if shape and saved.get("micro_batches") == "packed to the budget" else None)
         return memory.Plan(saved["per_device_train_batch_size"], saved["gradient_accumulation_steps"],
                            saved["gradient_checkpointing"], None, None, "kept from the interrupted run",
-                           checkpoint_above_tokens=saved.get("checkpoint_above_tokens")), saved
-    shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
+                           checkpoint_above_tokens=saved.get("checkpoint_above_tokens"), packed=packed), saved
     checkpointing = (cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None
                      else (True if device == "cuda" else None))
     longest = max(kept, key=lambda t: len(t.input_ids))
     plan = memory.plan(shape, [(len(t.input_ids), t.trainable) for t in kept],
                        batch_size=cfg.per_device_train_batch_size, grad_accum=accumulation,
-                       budget_bytes=memory.budget(cfg.max_memory, device),
-                       trainable_params=memory.lora_parameters(shape, cfg.lora_r, cfg.lora_target_modules)
-                       if shape else 0,
+                       budget_bytes=memory.budget(cfg.max_memory, device), trainable_params=lora,
                        checkpointing=checkpointing, head_on_completion=head_on_completion,
-                       longest_id=f"{longest.id}, line {longest.line}")
+                       longest_id=f"{longest.id}, line {longest.line}", pack=cfg.micro_batches_by_length)
     if plan.per_device_train_batch_size != cfg.per_device_train_batch_size or (
             plan.gradient_checkpointing and not checkpointing):
         log(f"max_memory {cfg.max_memory}: {plan.reason}")
@@ -578,7 +585,7 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
                        per_device=model.memory_plan.per_device_train_batch_size)
     devices.check_single_process_gpus(args.n_gpu, run.gpus.world_size)
     Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.micro_batches_by_length,
-                                  model.memory_plan.checkpoint_above_tokens if model.checkpointing else None)
+                                  model.memory_plan)
     trainer = Trainer(model=model.model, args=args, train_dataset=dataset, processing_class=run.tokenizer,
                       data_collator=_collator(run.tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
