@@ -118,7 +118,7 @@ def main() -> int:
 
         calibration = None
         if a.calibrate:
-            from tracekd.train.calibration import calibrate_generation
+            from tracekd.calibration import calibrate_generation
 
             def run(prec: str) -> tuple[list[str], int, float]:
                 t = time.perf_counter()

@@ -138,7 +138,7 @@ def main() -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
 
-    from tracekd.train.calibration import bf16_flags, cpu_identity
+    from tracekd.calibration import bf16_flags, cpu_identity
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -87,7 +87,7 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     from peft import LoraConfig, get_peft_model
 
     from tracekd import students
-    from tracekd.train.calibration import calibrate_training
+    from tracekd.calibration import calibrate_training
     from tracekd.train.loss import completion_loss, supports
 
     s = students.resolve(student_name)
@@ -145,7 +145,7 @@ def main() -> int:
 
     from tracekd import students
     from tracekd.runtime import physical_cores
-    from tracekd.train.calibration import bf16_flags, cpu_identity
+    from tracekd.calibration import bf16_flags, cpu_identity
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

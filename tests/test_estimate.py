@@ -146,7 +146,7 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
     cache: dict = {}
     assert estimate.estimate_stage(train, config.run_dir, cache)[0] is None  # nothing measured here
 
-    from tracekd.train import calibration
+    from tracekd import calibration
 
     monkeypatch.setattr(calibration, "measured", lambda student, device="cpu", kind="train", **kw:
                         _fake_calibration(200.0) if kind == "train" else None)

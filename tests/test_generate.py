@@ -195,7 +195,7 @@ def test_default_student_smollm2_generates_for_two_babi_prompts(tmp_path):
 
 def test_cpu_precision_auto_follows_the_generation_calibration(rows_file, tmp_path, monkeypatch):
     """auto on CPU: fp32 unless a calibration found bf16 faster with identical outputs; a resumed run keeps its format."""
-    from tracekd.train.calibration import calibrate_generation, measured
+    from tracekd.calibration import calibrate_generation, measured
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
     first = cfg(rows_file, tmp_path / "a.jsonl", max_examples=4)

@@ -281,7 +281,7 @@ def test_resume_of_a_finished_run_does_nothing(rows_file, tmp_path):
 
 def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, monkeypatch):
     """precision auto on CPU: a calibration runs once per machine/student, the manifest records figures and choice."""
-    from tracekd.train import calibration
+    from tracekd import calibration
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
     assert calibration.measured("tiny-random", "cpu") is None
@@ -314,7 +314,7 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
 ])
 def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
     from tracekd.runtime import decide_precision
-    from tracekd.train.calibration import choose_precision
+    from tracekd.calibration import choose_precision
 
     got, reason = choose_precision(fp32, bf16, outputs_identical=identical)
     assert got == chosen and "measured" in reason or "differ" in reason
@@ -334,7 +334,7 @@ def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
 ])
 def test_precision_decision_from_paired_timings(fp32_s, bf16_s, chosen):
     """The decision is a pure function of the paired wall times: median speed-up >= margin and bf16 won every pair."""
-    from tracekd.train.calibration import BF16_MARGIN, decide_from_speedups, decide_from_timings
+    from tracekd.calibration import BF16_MARGIN, decide_from_speedups, decide_from_timings
 
     got, reason, speedups = decide_from_timings(fp32_s, bf16_s)
     assert got == chosen, reason
@@ -354,7 +354,7 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     """probe_layers=1 of tiny-random's 2 layers: the model keeps its layers, figures are for the whole student."""
     import torch
 
-    from tracekd.train import calibration
+    from tracekd import calibration
     from tracekd.train.loss import base_causal_lm, completion_loss
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
@@ -373,7 +373,7 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
 
 
 def test_time_pairs_alternates_the_order_and_stops_at_the_budget():
-    from tracekd.train.calibration import time_pairs
+    from tracekd.calibration import time_pairs
 
     calls: list[str] = []
     times = time_pairs({"fp32": lambda: calls.append("fp32"), "bf16": lambda: calls.append("bf16")}, pairs=3)
@@ -385,7 +385,7 @@ def test_time_pairs_alternates_the_order_and_stops_at_the_budget():
 
 
 def test_calibration_cache_is_keyed_by_machine_torch_and_student(tmp_path, monkeypatch):
-    from tracekd.train import calibration
+    from tracekd import calibration
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
     a = calibration.cache_path("smollm2-135m", "cpu")

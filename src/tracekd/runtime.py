@@ -4,7 +4,7 @@
 pays off depends on the chip and the PyTorch build (AMX tiles, AVX512-BF16 or neither): on one 2-core
 Xeon (AVX512-BF16, no AMX) a LoRA step under TRL's default bf16 autocast took 10x longer than in
 float32, on another bf16 matmuls ran 4.5x faster. So on CPU ``auto`` is decided by measuring the
-student (:mod:`tracekd.train.calibration`); without a measurement it is float32. On CUDA, ``auto`` is
+student (:mod:`tracekd.calibration`); without a measurement it is float32. On CUDA, ``auto`` is
 bf16 where the GPU computes it natively, else fp16.
 
 **Rows**: :func:`read_rows` reads and checks an SFT JSONL (TRL prompt-completion rows), :func:`subset`
@@ -81,7 +81,7 @@ def cpu_has_amx() -> bool:
 
 
 def precision(requested: str = "auto", device_type: str | None = None, *, cpu_measured: str | None = None) -> str:
-    """:func:`decide_precision` for this machine (``cpu_measured``: a calibration's choice, see :mod:`tracekd.train.calibration`)."""
+    """:func:`decide_precision` for this machine (``cpu_measured``: a calibration's choice, see :mod:`tracekd.calibration`)."""
     import torch
 
     device_type = device_type or device()
@@ -132,6 +132,19 @@ def torch_dtype(precision: str):
     import torch
 
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def base_causal_lm(model):
+    """The ``*ForCausalLM`` module under PEFT / accelerate wrappers."""
+    m = model
+    for _ in range(4):
+        if hasattr(m, "get_base_model"):
+            m = m.get_base_model()
+        elif hasattr(m, "module") and not hasattr(m, "lm_head"):
+            m = m.module
+        else:
+            break
+    return m
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ..io import iter_jsonl
 from ..records import kind_of
 from ..runtime import read_rows
 from ..train import train
-from ..train.calibration import explain
+from ..calibration import explain
 from ..train.config import TrainConfig
 
 HELP = "fine-tune a student (LoRA/QLoRA) on an arm's SFT rows"

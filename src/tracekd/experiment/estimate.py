@@ -16,7 +16,7 @@ Where ``rate``, ``overhead`` and the step time come from, best first:
    its overhead (process start, imports, model load, calibration, saving) in
    ``$TRACEKD_CACHE/estimates/``, per CPU (model, flags), torch version, student and device
    (:func:`record_stage`); dry runs use the median of the latest records;
-2. the **calibration** (:mod:`tracekd.train.calibration`): forward+backward tokens/s of a short probe
+2. the **calibration** (:mod:`tracekd.calibration`): forward+backward tokens/s of a short probe
    batch, turned into FLOP/s by the same count; it does not see padding, long-row attention,
    checkpointing (the count covers those), the optimizer step (LoRA: a few MFLOP, left out) or
    checkpoint saves and model load (the assumed overhead :data:`ASSUMED_OVERHEAD_S`);
@@ -39,7 +39,7 @@ import time
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 
-from .. import students
+from .. import calibration, students
 from ..build import BuildConfig, render_sets
 from ..errors import ConfigError, TracekdError
 from ..generate.base import batches, length_order
@@ -48,7 +48,7 @@ from ..generate.run import manifest_path
 from ..io import write_json
 from ..students import pin_template_kwargs
 from ..synth import generate_into
-from ..train import calibration, memory
+from ..train import memory
 from ..train.batch import pack
 from ..train.config import TrainConfig
 from .plan import Stage
@@ -402,11 +402,9 @@ class TokenCounter:
 
 
 def _machine() -> dict[str, str]:
-    from ..train.calibration import cpu_identity, torch_version
-
-    ident = cpu_identity()
+    ident = calibration.cpu_identity()
     return {"cpu_model": ident["cpu_model"], "cpu_flags_digest": ident["cpu_flags_digest"],
-            "torch_version": torch_version() or "none"}
+            "torch_version": calibration.torch_version() or "none"}
 
 
 def records_path(kind: str, student: str | None = None, device: str = "cpu") -> Path:
@@ -477,9 +475,7 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
     else:
         cal = None
         with contextlib.suppress(Exception):
-            from ..train.calibration import measured as cal_measured
-
-            cal = cal_measured(student, device, "train")
+            cal = calibration.measured(student, device, "train")
         if cal is None:
             return f"unknown: no measurement of {student} on {device} here (a finished train stage, or the " \
                 "calibration `tracekd train` caches)"

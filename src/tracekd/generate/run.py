@@ -107,8 +107,8 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
 
 def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifest: Path | None) -> str:
     """``auto`` on CPU: bf16 only where a calibration measured it faster with identical greedy outputs
-    (:func:`tracekd.train.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
-    from ..train.calibration import measured
+    (:func:`tracekd.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
+    from ..calibration import measured
 
     if cfg.precision != "auto" or dev != "cpu":
         return runtime.precision(cfg.precision, dev)

@@ -16,23 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..runtime import base_causal_lm
+
 from .data import IGNORE_INDEX
 
 #: config attributes that change logits after the head (then the full computation is used)
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
-
-
-def base_causal_lm(model):
-    """The ``*ForCausalLM`` module under PEFT / accelerate wrappers."""
-    m = model
-    for _ in range(4):
-        if hasattr(m, "get_base_model"):
-            m = m.get_base_model()
-        elif hasattr(m, "module") and not hasattr(m, "lm_head"):
-            m = m.module
-        else:
-            break
-    return m
 
 
 def supports(model) -> bool:

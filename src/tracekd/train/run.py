@@ -301,7 +301,7 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
 
     The probe uses training's loss (the LM head on completion positions when training does).
     """
-    from .calibration import Calibration, calibrate_training
+    from ..calibration import Calibration, calibrate_training
     from .loss import completion_loss
 
     path = out / "calibration.json"

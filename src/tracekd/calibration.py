@@ -28,7 +28,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..io import read_json, write_json
+from . import runtime, students
+from .io import read_json, write_json
 
 #: bf16 must be at least this much faster than float32 to be chosen (float32 is the exact reference)
 BF16_MARGIN = 1.10
@@ -213,8 +214,6 @@ def default_threads() -> int:
 
 def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None) -> Path | None:
     """Where the calibration of ``student`` on this machine lives (None without torch)."""
-    from ..students import cache_dir
-
     tv = torch_version()
     if tv is None:
         return None
@@ -225,7 +224,7 @@ def cache_path(student: str, device: str, kind: str = "train", *, threads: int |
     if kind == "train":
         key += f"|probe{TRAIN_PROBE_VERSION}"
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
-    return cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    return students.cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None) \
@@ -334,9 +333,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
     vocab = vocab_size or int(model.config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (rows, length), generator=gen)
-    from .loss import base_causal_lm
-
-    decoder = getattr(base_causal_lm(model), "model", None)
+    decoder = getattr(runtime.base_causal_lm(model), "model", None)
     all_layers = getattr(decoder, "layers", None)
     n_layers = len(all_layers) if isinstance(all_layers, torch.nn.ModuleList) else 0
     k_layers = min(n_layers, max(1, probe_layers)) if n_layers else 0
