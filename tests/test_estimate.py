@@ -175,6 +175,30 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
     g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
     assert g_seconds == pytest.approx(5.0 + gwork.flops / 4e9 + gwork.steps * 0.05)
     assert "50 ms per decode step" in g_source
+    # a stage that shared the machine (others took 60% of the CPUs) is kept but left out of the median
+    estimate.add_record({"flops_per_s": 0.1e9, "overhead_s": 90.0, "others_cpu_share": 0.6}, "train", "tiny-random",
+                        "cpu")
+    seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
+    assert seconds == pytest.approx(12.0 + work.flops / 2e9) and "1 left out: other processes took over 25%" in source
+
+
+def test_share_of_the_cpus_other_processes_took_while_a_stage_ran():
+    """Measured from /proc/stat: a process that keeps one CPU busy beside a sleeping 'stage' shows up."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tracekd.experiment.machine_load import LoadMeter, busy_cpu_seconds
+
+    if busy_cpu_seconds() is None:
+        pytest.skip("no /proc/stat on this system")
+    meter = LoadMeter.start()
+    burner = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 1.5: pass"])
+    burner.wait(timeout=30)
+    time.sleep(0.1)
+    share = meter.others_share()
+    assert share is not None and share >= 0.5 / (os.cpu_count() or 1)  # the burner's second (of 1.6 s wall)
 
 
 def test_records_keep_the_latest(tmp_path, monkeypatch):

@@ -51,6 +51,7 @@ from ..synth import generate_into
 from ..train import memory
 from ..train.batch import pack
 from ..train.config import TrainConfig
+from .machine_load import MAX_OTHERS_SHARE
 from .plan import Stage
 
 #: bump when the FLOP count or the record format changes (older records are then ignored)
@@ -453,6 +454,12 @@ class Rate:
     generate_source: str
 
 
+def _unshared(records: list[dict]) -> list[dict]:
+    """The records of stages that had the machine to themselves (other processes under
+    :data:`.machine_load.MAX_OTHERS_SHARE` of the CPUs; records from before that was measured count)."""
+    return [r for r in records if (r.get("others_cpu_share") or 0.0) <= MAX_OTHERS_SHARE]
+
+
 def _median(values: list[float]) -> float | None:
     values = [v for v in values if v is not None and math.isfinite(v)]
     return statistics.median(values) if values else None
@@ -464,14 +471,17 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
     Without either, why not (a string). A calibration whose own wall time shows it was starved of the CPU
     (over :data:`CALIBRATION_MAX_S`; it is meant to take a few seconds) is not used.
     """
-    train = [r for r in load_records("train", student, device) if r.get("flops_per_s")]
-    gen = [r for r in load_records("generate", student, device) if r.get("flops") is not None]
+    trained = [r for r in load_records("train", student, device) if r.get("flops_per_s")]
+    train = _unshared(trained)
+    busy = (f"; {len(trained) - len(train)} left out: other processes took over {MAX_OTHERS_SHARE:.0%} of the "
+            "CPUs while they ran") if len(train) < len(trained) else ""
+    gen = [r for r in _unshared(load_records("generate", student, device)) if r.get("flops") is not None]
     over_g = _median([r.get("overhead_s") for r in gen])
     if train:
         flops = _median([r["flops_per_s"] for r in train])
         over_t = _median([r.get("overhead_s") for r in train])
         source = (f"measured: median of {len(train)} finished train stage(s) here ({flops / 1e9:.1f} GFLOP/s "
-                  f"training, {over_t:.0f} s start/load/save per stage)")
+                  f"training, {over_t:.0f} s start/load/save per stage{busy})")
     else:
         cal = None
         with contextlib.suppress(Exception):
@@ -690,29 +700,31 @@ def estimate_stage(stage, run_dir: Path, cache: dict, device: str = "cpu") -> tu
 # --------------------------------------------------------------------------- recording finished stages
 
 
-def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None) -> dict | None:
+def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None, *,
+                 others_share: float | None = None) -> dict | None:
     """Record a finished stage's measured figures for later estimates; returns the record (None: nothing to learn).
 
     Train: FLOPs of its rows as the estimate counts them (with the micro-batch and checkpointing it ran with)
     over its measured training seconds; its overhead is the rest of the stage's ``seconds``. Generate: its
     FLOPs and decode steps from the generated lengths, its generation seconds and overhead. A resumed stage
-    (its time split over runs) is not recorded, nor are stages without a model.
+    (its time split over runs) is not recorded, nor are stages without a model. ``others_share``: the
+    share of the CPUs other processes took while it ran (:mod:`.machine_load`), kept with the record.
     """
     run_dir = Path(run_dir)
     out = stage.dir(run_dir)
     base = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "stage": stage.label, "run": str(run_dir),
-            "seconds": round(seconds, 3)}
+            "seconds": round(seconds, 3), "others_cpu_share": others_share}
     if stage.kind == "train":
         m = json.loads((out / "adapter" / "manifest.json").read_text(encoding="utf-8"))
         if m.get("resumed_from"):
             return None
         train_s = float(m["timing"]["train_seconds"])
         res = m.get("resolved", {})
-        dev = device or res.get("device", "cpu")
+        stage_device = device or res.get("device", "cpu")
         sets = stage.input("build").dir(run_dir) / "sets" / stage.spec["arm"] / "train.jsonl"
         rows = [json.loads(x) for x in sets.read_text(encoding="utf-8").splitlines() if x.strip()]
         mem = m.get("memory") or {}
-        work, _, notes = train_stage_work(stage, run_dir, {}, dev, rows=rows,
+        work, _, notes = train_stage_work(stage, run_dir, {}, stage_device, rows=rows,
                                           micro_batch=mem.get("per_device_train_batch_size"),
                                           checkpointing=res.get("gradient_checkpointing"),
                                           checkpoint_above=mem.get("checkpoint_above_tokens"))
@@ -723,7 +735,7 @@ def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None
                "tokens_seen": m["timing"].get("tokens_seen"), "steps": m.get("global_step"),
                "micro_batch": work.micro_batch, "checkpointing": work.checkpointing,
                "precision": res.get("precision"), "threads": res.get("torch_threads"), "notes": notes}
-        add_record(rec, "train", stage.spec["student"], dev)
+        add_record(rec, "train", stage.spec["student"], stage_device)
         return rec
     if stage.kind == "generate":
         gens = out / "generations.jsonl"
@@ -744,12 +756,12 @@ def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None
                              batch_size=int(cfg.get("batch_size") or 1), sort_by_length=bool(cfg.get("sort_by_length",
                                                                                                    True)))
         gen_s = float(timing["seconds_now"])
-        dev = device or "cpu"
+        stage_device = device or "cpu"
         rec = {**base, "seconds": round(gen_s, 3), "overhead_s": round(max(0.0, seconds - gen_s), 3),
                "flops": work.flops, "steps": work.steps, "rows": work.rows,
                "batch_size": int(cfg.get("batch_size") or 1), "precision": m.get("settings", {}).get("precision"),
                "completion_tokens_per_second": timing.get("completion_tokens_per_second")}
-        add_record(rec, "generate", stage.spec["student"], dev)
+        add_record(rec, "generate", stage.spec["student"], stage_device)
         return rec
     return None
 

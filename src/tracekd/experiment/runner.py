@@ -27,6 +27,7 @@ from ..train import train_from_settings
 from .config import STAGE_NAMES, ExperimentConfig
 from .estimate import ASSUMED_STAGE_S, describe_sources, estimate_stage
 from .locks import stage_lock
+from .machine_load import LoadMeter
 from .plan import Stage
 from .state import stage_state
 
@@ -148,23 +149,24 @@ def run_stage(stage: Stage, run_dir: Path) -> None:
     with stage_lock(out):
         if stage.done(run_dir):  # finished by another runner while this one waited in a queue
             return
-        t0 = time.monotonic()
+        t0, load = time.monotonic(), LoadMeter.start()
         STAGE_KINDS[stage.kind].run(stage, run_dir)
         write_json(out / "DONE.json", manifest(kind=stage.kind, config=stage.spec, seed=stage.spec.get("seed"),
                                                label=stage.label, key=stage.key, cell=stage.cell))
     if is_model_stage(stage):
-        record_timing(stage, run_dir, time.monotonic() - t0)
+        record_timing(stage, run_dir, time.monotonic() - t0, load.others_share())
 
 
-def record_timing(stage: Stage, run_dir: Path, seconds: float) -> None:
-    """Keep a finished model stage's measured rate for later dry runs (:func:`.estimate.record_stage`).
+def record_timing(stage: Stage, run_dir: Path, seconds: float, others_share: float | None = None) -> None:
+    """Keep a finished model stage's measured rate for later dry runs (:func:`.estimate.record_stage`), with
+    the share of the CPUs other processes took meanwhile (:mod:`.machine_load`).
 
     Never fails the run: a record that cannot be written is reported on stderr and skipped.
     """
     try:
         from .estimate import record_stage
 
-        record_stage(stage, run_dir, seconds, "cuda" if visible_gpus() else "cpu")
+        record_stage(stage, run_dir, seconds, "cuda" if visible_gpus() else "cpu", others_share=others_share)
     except Exception as e:  # noqa: BLE001 - an input to later estimates, never a reason to fail a finished stage
         print(f"note: could not record {stage.label}'s time for estimates: {type(e).__name__}: {e}", file=sys.stderr)
 
