@@ -556,9 +556,9 @@ def test_training_with_micro_batches_by_length_keeps_steps_rows_and_loss_curve(r
 
 
 def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file, tmp_path, monkeypatch):
-    """A budget that fits the 2 longest rows, not the 4 longest: each step of 4 is packed by tokens (rows
-    share micro-batches, placeholders skipped), same steps, same loss curve; without regrouping by
-    length, fixed micro-batches of 2."""
+    """A budget that fits the 2 longest rows, not the 4 longest: fixed micro-batches of 2 (the default) or, with
+    micro_batches_by_tokens, each step of 4 packed by tokens (rows share micro-batches, placeholders skipped);
+    same steps, same loss curve either way."""
     import transformers
 
     from tracekd import students
@@ -586,11 +586,11 @@ def test_memory_budget_splits_steps_keeping_rows_steps_and_loss_curve(rows_file,
     whole = train(tiny(rows_file, tmp_path / "whole", max_memory="off", **common), log=lambda *_: None)
     assert set(rows_per_call) == {4}
     rows_per_call.clear()
-    split = train(tiny(rows_file, tmp_path / "split", max_memory=budget, **common), log=lambda *_: None)
+    split = train(tiny(rows_file, tmp_path / "split", max_memory=budget, micro_batches_by_tokens=True, **common),
+                  log=lambda *_: None)
     packed_calls = list(rows_per_call)
     rows_per_call.clear()
-    fixed = train(tiny(rows_file, tmp_path / "fixed", max_memory=budget, micro_batches_by_length=False, **common),
-                  log=lambda *_: None)
+    fixed = train(tiny(rows_file, tmp_path / "fixed", max_memory=budget, **common), log=lambda *_: None)
     mw, ms, mf = (json.loads((d / "manifest.json").read_text()) for d in (whole, split, fixed))
     assert ms["memory"]["per_device_train_batch_size"] == 1 and ms["memory"]["gradient_accumulation_steps"] == 4
     assert ms["memory"]["micro_batches"] == "packed to the budget"

@@ -567,7 +567,8 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
     try:
         p = memory.plan(shape, rows, batch_size=bs, grad_accum=ga, budget_bytes=budget,
                         trainable_params=dims.lora_params, checkpointing=gc, head_on_completion=head,
-                        pack=bool(_setting(settings, TrainConfig, "micro_batches_by_length")))
+                        pack=bool(_setting(settings, TrainConfig, "micro_batches_by_tokens")
+                                  and _setting(settings, TrainConfig, "micro_batches_by_length")))
     except ConfigError:
         return 1, True, None, head, "does not fit max_memory even one row at a time", None
     return (p.per_device_train_batch_size, p.gradient_checkpointing, p.checkpoint_above_tokens, head, p.reason,

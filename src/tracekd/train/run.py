@@ -337,7 +337,7 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
                        batch_size=cfg.per_device_train_batch_size, grad_accum=accumulation,
                        budget_bytes=memory.budget(cfg.max_memory, device), trainable_params=lora,
                        checkpointing=checkpointing, head_on_completion=head_on_completion,
-                       longest_id=f"{longest.id}, line {longest.line}", pack=cfg.micro_batches_by_length)
+                       longest_id=f"{longest.id}, line {longest.line}", pack=cfg.micro_batches_by_tokens and cfg.micro_batches_by_length)
     if plan.per_device_train_batch_size != cfg.per_device_train_batch_size or (
             plan.gradient_checkpointing and not checkpointing):
         log(f"max_memory {cfg.max_memory}: {plan.reason}")
