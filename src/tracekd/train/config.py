@@ -157,10 +157,9 @@ class ComputeSettings:
                 "to another step; the dropout masks drawn differ"})
     micro_batches_by_tokens: bool = field(default=False, metadata={
         "help": "under max_memory (with micro_batches_by_length): pack each step's rows, longest first, into as "
-                "few micro-batches as fit the budget instead of one fixed size. Off by default: padded multi-row "
-                "micro-batches hold attention weights the memory estimate does not count yet (measured on the "
-                "CoTemp CPU recipe: peak 3.79 GiB against its 3.5 GB budget, and 6% slower than one row per "
-                "micro-batch; docs/results)"})
+                "few micro-batches as fit the budget instead of one fixed size. Off by default, by measurement: on "
+                "the CoTemp CPU recipe it peaked at 3.79 GiB against its 3.5 GB budget and ran 6% slower than "
+                "one row per micro-batch (docs/results)"})
     return_freed_memory: bool = field(default=True, metadata={
         "help": "CPU: glibc hands freed activation-sized blocks back to the OS at once (fixed 1 MiB mmap "
                 "threshold), so peak RSS tracks the live tensors; it costs page faults (measured on CoTemp rows, "

@@ -15,9 +15,8 @@ Where the memory of a LoRA step goes (float32 on CPU, per token ``t`` of a padde
 step) and only splits it into smaller micro-batches: of one fixed size (the largest whose worst case
 fits), or - with ``pack`` - sized by tokens: each step's rows, longest first, packed into as few
 micro-batches as fit the budget (:meth:`Plan.packs`), so a step of short rows runs as one micro-batch and
-a step with a long row as several. Not yet counted: padded multi-row micro-batches on CPU take PyTorch's
-masked attention path, which keeps attention weights (a pair of 480 + 460 tokens of smollm2-135m: 0.36 GiB
-over one row of 960). If one row alone
+a step with a long row as several (on the CoTemp CPU recipe packed runs peaked up to 0.29 GiB over the
+budget, not yet explained: ``benchmarks/bench_padded_pair.py``). If one row alone
 does not fit, activation checkpointing is switched on for the micro-batches that need it (the rest
 run without recomputation); when even that does not fit, the plan refuses before anything is
 loaded, naming the longest row.
