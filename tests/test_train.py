@@ -313,8 +313,8 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     (100.0, 190.0, True, "bf16"),
 ])
 def test_precision_choice_from_measured_numbers(fp32, bf16, identical, chosen):
-    from tracekd.runtime import decide_precision
     from tracekd.calibration import choose_precision
+    from tracekd.runtime import decide_precision
 
     got, reason = choose_precision(fp32, bf16, outputs_identical=identical)
     assert got == chosen and "measured" in reason or "differ" in reason

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..calibration import explain
 from ..config import add_command_arguments, config_from_args
 from ..errors import DataError
 from ..io import iter_jsonl
 from ..records import kind_of
 from ..runtime import read_rows
 from ..train import train
-from ..calibration import explain
 from ..train.config import TrainConfig
 
 HELP = "fine-tune a student (LoRA/QLoRA) on an arm's SFT rows"

@@ -7,6 +7,7 @@ prompt, so every backend sees exactly the same input) into completions; the driv
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -89,7 +90,5 @@ def batch_seed(seed: int, ids: Sequence[str]) -> int:
     >>> batch_seed(42, ["a"]) != batch_seed(43, ["a"])
     True
     """
-    import hashlib
-
     h = hashlib.sha256(f"{seed}\x00" .encode() + "\x00".join(ids).encode("utf-8")).digest()
     return int.from_bytes(h[:4], "big")

@@ -16,11 +16,12 @@ unpadded prompt, and the result is the plain path's up to float rounding (greedy
 
 from __future__ import annotations
 
+import copy
 import inspect
 from pathlib import Path
 from typing import Sequence
 
-from .. import runtime
+from .. import runtime, students
 from .base import Completion, cut_at_stop
 from .config import hf_sampling
 
@@ -74,8 +75,6 @@ def stop_token_ids(model, tokenizer) -> set[int]:
 
 def load_model_with_adapter(student, adapter: Path | None, dtype, device: str):
     """The student on ``device`` in eval mode, with the LoRA adapter merged into its weights."""
-    from .. import students
-
     model = students.load_model(student, dtype=dtype)
     if adapter is not None:
         from peft import PeftModel
@@ -124,8 +123,6 @@ class HFGenerator:
 
     def _cache_of_prefix(self, prefix: tuple[int, ...], rows: int):
         """A fresh key/value cache holding ``prefix`` for ``rows`` rows (the prefix's forward pass is kept)."""
-        import copy
-
         import torch
 
         if prefix != self._prefix or self._prefix_cache is None:

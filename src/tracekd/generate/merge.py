@@ -6,12 +6,15 @@ Kept apart from the vLLM backend so that keying or merging never imports it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from .. import runtime, students
+from ..errors import ConfigError
+from ..io import sha256_file, sha256_text
 from .hf import load_model_with_adapter
 
 #: files of a PEFT adapter folder that hold its weights (tracekd writes safetensors)
@@ -20,9 +23,6 @@ ADAPTER_WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 def adapter_hashes(adapter: Path) -> dict[str, str]:
     """Full sha256 of an adapter's weights and config; an adapter without weights is an error."""
-    from ..errors import ConfigError
-    from ..io import sha256_file
-
     adapter = Path(adapter)
     weights = [n for n in ADAPTER_WEIGHT_FILES if (adapter / n).is_file()]
     if not weights:
@@ -45,11 +45,6 @@ def merged_cache_key(base_weights: dict[str, str], adapter_files: dict[str, str]
     ...
     tracekd.errors.ConfigError: the base student's weights could not be hashed ...
     """
-    import json
-
-    from ..errors import ConfigError
-    from ..io import sha256_text
-
     if not base_weights:
         raise ConfigError("the base student's weights could not be hashed (a Hub id not in the local cache?), so a "
                           "merged copy cannot be keyed to them: download the student first, or serve the adapter "

@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import runtime
-from ..config import to_dict
+from tqdm.auto import tqdm
+
+from .. import calibration, devices, runtime, students
+from ..config import load_config, to_dict
 from ..errors import ConfigError, DataError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_jsonl
@@ -108,15 +110,13 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
 def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifest: Path | None) -> str:
     """``auto`` on CPU: bf16 only where a calibration measured it faster with identical greedy outputs
     (:func:`tracekd.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
-    from ..calibration import measured
-
     if cfg.precision != "auto" or dev != "cpu":
         return runtime.precision(cfg.precision, dev)
     if resumed_manifest is not None and resumed_manifest.is_file():
         before = json.loads(resumed_manifest.read_text(encoding="utf-8")).get("settings", {}).get("precision")
         if before in ("fp32", "bf16"):
             return before
-    cal = measured(student_name, "cpu", "generate")
+    cal = calibration.measured(student_name, "cpu", "generate")
     return runtime.precision("auto", dev, cpu_measured=cal.precision if cal else None)
 
 
@@ -168,8 +168,6 @@ def generate(config: GenerateConfig, *, log=print) -> Path:
 def setup(config: GenerateConfig, log=print) -> Setup:
     """Rows, adapter and the student it was trained on, chat template kwargs (the training's), determinism,
     tokenizer and device."""
-    from .. import students
-
     runtime.quiet_libraries()
     cfg = config
     started = time.monotonic()
@@ -184,9 +182,7 @@ def setup(config: GenerateConfig, log=print) -> Setup:
     if template_kwargs is None:
         template_kwargs = trained.get("chat_template_kwargs") or {}
     if cfg.deterministic:
-        from ..devices import enable_determinism
-
-        enable_determinism()
+        devices.enable_determinism()
     student = students.resolve(student_name)
     tokenizer = students.load_tokenizer(student)
     # the training's date, or the same pinned one
@@ -214,8 +210,6 @@ def resume(run: Setup) -> Progress:
 def loop(run: Setup, progress: Progress) -> None:
     """Generate the rows left in batches (longest prompts first unless told otherwise), appending each
     finished row to the output with a flush and fsync."""
-    from tqdm.auto import tqdm
-
     cfg, todo, stats = run.config, progress.todo, progress.stats
     prompts = [runtime.prompt_ids(run.tokenizer, r.prompt, run.template_kwargs) for r in todo]
     order = length_order([len(p) for p in prompts]) if cfg.sort_by_length else list(range(len(todo)))
@@ -280,8 +274,6 @@ def _manifest(run: Setup, progress: Progress, *, complete: bool, generations: li
 
 def generate_from_settings(settings: dict[str, Any], **fields: Any) -> Path:
     """Generate from an experiment's ``generate:`` settings plus caller fields (appends, so it resumes)."""
-    from ..config import load_config
-
     merged = {**dict(settings or {}), **{k: (str(v) if isinstance(v, Path) else v) for k, v in fields.items()
                                          if v is not None}}
     return generate(load_config(GenerateConfig, merged))

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from ..devices import check_vllm_memory
 from ..errors import ConfigError
 from .base import Completion
 from .config import vllm_sampling
@@ -70,11 +71,7 @@ class VLLMGenerator:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError as e:  # pragma: no cover - depends on the optional extra
-            from ..errors import ConfigError
-
             raise ConfigError(f"--backend vllm needs vLLM (a CUDA GPU): pip install 'tracekd[vllm]' ({e})") from None
-        from ..devices import check_vllm_memory
-
         check_vllm_memory(gpu_memory_utilization)  # vLLM's own refusal does not say what holds the memory
         kwargs = {}
         if adapter is not None:

@@ -13,6 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from .. import students
 from ..errors import DataError
 from ..io import write_json
 
@@ -37,9 +38,7 @@ def request_key(model: str, messages: list[dict], sampling: dict, extra_body: di
 
 def default_cache_dir() -> Path:
     """``teacher/`` in tracekd's cache folder (``$TRACEKD_CACHE``, else ``~/.cache/tracekd``)."""
-    from ..students import cache_dir
-
-    return cache_dir() / "teacher"
+    return students.cache_dir() / "teacher"
 
 
 class ResponseCache:

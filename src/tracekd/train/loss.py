@@ -17,7 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtime import base_causal_lm
-
 from .data import IGNORE_INDEX
 
 #: config attributes that change logits after the head (then the full computation is used)

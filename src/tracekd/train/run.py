@@ -20,20 +20,27 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
+import re
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from .. import runtime
-from ..config import to_dict
+from tqdm.auto import tqdm
+
+from .. import devices, runtime, students
+from ..calibration import Calibration, calibrate_training
+from ..config import load_config, to_dict
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
 from . import memory
+from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
-from .batch import keep_global_batch
 from .data import Preflight, Tokenized, preflight
+from .loss import completion_loss, supports
 
 #: config fields a resumed run may change without changing what is trained
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
@@ -43,8 +50,6 @@ LOG_NAME = "train_log.jsonl"
 
 
 def _main_process() -> bool:
-    import os
-
     if "RANK" in os.environ:  # accelerate launch / torchrun, also before the process group exists (CPU: gloo)
         return os.environ["RANK"] == "0"
     from accelerate import PartialState
@@ -65,9 +70,6 @@ def last_complete_checkpoint(ckpt_dir: Path, *, cleanup: bool = True) -> Path | 
     A kill while a checkpoint is being written leaves a folder without (or with a torn) state file;
     resuming from it would fail, so it is deleted and the previous checkpoint is used.
     """
-    import re
-    import shutil
-
     if not ckpt_dir.is_dir():
         return None
     found = sorted(((int(m.group(1)), p) for p in ckpt_dir.iterdir()
@@ -141,15 +143,11 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
         def get_batch_samples(self, epoch_iterator, num_batches, device):
             batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
             if by_length and self.tracekd_features:
-                from .batch import regroup_step
-
                 batches = regroup_step(batches, self.tracekd_features, self.data_collator, plan)
             return batches, num_items
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if head_on_completion and not return_outputs and "labels" in inputs:
-                from .loss import completion_loss
-
                 loss = completion_loss(model, inputs, num_items_in_batch)
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
@@ -206,7 +204,6 @@ def _collator(pad_token_id: int):
 
 
 def _progress_callback():
-    from tqdm.auto import tqdm
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -264,8 +261,6 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
     """The student (4-bit for QLoRA) wrapped with the LoRA adapter, and the module names adapted."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    from .. import students
-
     quant = _quantization(cfg, device, precision)
     device_map = None
     if quant is not None:
@@ -301,9 +296,6 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
 
     The probe uses training's loss (the LM head on completion positions when training does).
     """
-    from ..calibration import Calibration, calibrate_training
-    from .loss import completion_loss
-
     path = out / "calibration.json"
     if last_ckpt is not None and path.is_file():
         try:
@@ -461,8 +453,6 @@ def train(config: TrainConfig, *, log=print) -> Path:
 def setup(config: TrainConfig, log=print) -> Setup:
     """Devices (before anything starts CUDA), the global batch over processes, determinism, the student's
     tokenizer and its chat template's date pinned into the config."""
-    from .. import devices, students
-
     runtime.quiet_libraries()
     started = time.monotonic()
     gpus = devices.select_training_device(config.device, log=log)  # before anything starts CUDA
@@ -531,8 +521,6 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     precision (measured on CPU for ``auto``) and the student wrapped with LoRA."""
     import transformers
 
-    from .loss import supports
-
     cfg = run.config
     device = runtime.device()
     plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
@@ -571,8 +559,6 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
     from datasets import Dataset
     from transformers import ProgressCallback
     from transformers.trainer_callback import PrinterCallback
-
-    from .. import devices
 
     cfg, out, kept = run.config, run.out, data.kept
     dataset = Dataset.from_dict({
@@ -613,8 +599,6 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
 def save(run: Setup, data: Data, model: Model, done: Fit, log=print) -> None:
     """The manifest (main process), then CUDA's cache emptied."""
     import torch
-
-    from .. import students
 
     if run.main:
         m = _train_manifest(run, data, model, done, students.weight_hashes(run.student))
@@ -672,8 +656,6 @@ def train_from_settings(settings: dict[str, Any], **fields: Any) -> Path:
 
     Resumes an interrupted run in ``output_dir`` unless ``settings`` says ``resume: false``.
     """
-    from ..config import load_config
-
     merged = {"resume": True, **dict(settings or {}), **{k: (str(v) if isinstance(v, Path) else v)
                                                           for k, v in fields.items()}}
     return train(load_config(TrainConfig, merged))
