@@ -263,3 +263,19 @@ def test_scheduler_gives_each_model_stage_its_own_gpu(tmp_path, monkeypatch):
     assert all(s.done(tmp_path) for s in stages)
     assert {g for k, g, _ in seen if k in ("train", "generate")} == {"3", "5"}  # both GPUs used
     assert max(n for *_, n in seen) > 2  # CPU and model stages overlapped
+
+
+def test_executors_are_looked_up_by_name(tmp_path, monkeypatch):
+    """Every configurable executor but ``auto`` is registered; a typo gets a did-you-mean; submitit's absence
+    is named with the extra that installs it."""
+    from tracekd.experiment.config import EXECUTORS
+    from tracekd.experiment.executors import RUNNERS, LocalRunner, make_executor
+
+    assert RUNNERS.names() == [n for n in EXECUTORS if n != "auto"]
+    config = load_experiment(SMOKE)
+    assert isinstance(make_executor("local", config, tmp_path), LocalRunner)
+    with pytest.raises(ConfigError, match="unknown executor 'slrum'; did you mean 'slurm'"):
+        make_executor("slrum", config, tmp_path)
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    with pytest.raises(ConfigError, match=r"executor 'submitit-local' needs submitit: pip install 'tracekd\[cluster\]'"):
+        make_executor("submitit-local", config, tmp_path)

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from ..config import load_config
 from ..devices import visible_gpus
 from ..errors import ConfigError, TracekdError, did_you_mean
+from ..registry import Registry
 from .analysis import finish_run
 from .config import EXECUTORS, ExperimentConfig, Resources
 from .locks import StageBusy
@@ -406,17 +407,31 @@ class SubmititRunner:
         return jobs
 
 
+def _submitit_runner(name: str, cluster: str) -> Callable[..., SubmititRunner]:
+    """A factory of :class:`SubmititRunner` on ``cluster`` that first checks submitit is installed."""
+
+    def make(config: ExperimentConfig, run_dir: Path, log=print, max_parallel: int | None = None) -> SubmititRunner:
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise ConfigError(f"executor {name!r} needs submitit: pip install 'tracekd[cluster]'") from None
+        return SubmititRunner(config, run_dir, log, max_parallel, cluster=cluster)
+
+    return make
+
+
+#: executor name -> ``factory(config, run_dir, log, max_parallel) -> runner`` (``auto`` is resolved before)
+RUNNERS: Registry = Registry("executor")
+RUNNERS.add("local", LocalRunner, "every stage in this process, in plan order")
+RUNNERS.add("subprocess", SubprocessRunner, "each stage in its own process on this machine")
+RUNNERS.add("slurm", _submitit_runner("slurm", "slurm"), "SLURM jobs via submitit (extra cluster)")
+RUNNERS.add("submitit-local", _submitit_runner("submitit-local", "local"),
+            "submitit's LocalExecutor: SLURM's code path minus sbatch (extra cluster)")
+
+
 def make_executor(name: str, config: ExperimentConfig, run_dir: Path, *, max_parallel: int | None = None, log=print):
-    """The runner object for executor ``name`` (already resolved from ``auto``)."""
-    if name == "local":
-        return LocalRunner(config, run_dir, log)
-    if name == "subprocess":
-        return SubprocessRunner(config, run_dir, log, max_parallel)
-    try:
-        import submitit  # noqa: F401
-    except ImportError:
-        raise ConfigError(f"executor {name!r} needs submitit: pip install 'tracekd[cluster]'") from None
-    return SubmititRunner(config, run_dir, log, max_parallel, cluster="local" if name == "submitit-local" else "slurm")
+    """The runner object for executor ``name`` (already resolved from ``auto``; did-you-mean on a miss)."""
+    return RUNNERS.get(name)(config, run_dir, log=log, max_parallel=max_parallel)
 
 
 def main(argv: list[str] | None = None) -> int:
