@@ -1,6 +1,6 @@
 """``train(config)``: LoRA / QLoRA fine-tuning with TRL's ``SFTTrainer``, resumable and recorded.
 
-Output folder (``config.output_dir``)::
+Output folder (``config.paths.output_dir``)::
 
     adapter_config.json, adapter_model.safetensors   the LoRA adapter (PEFT), loadable as it is
     tokenizer files                                   the student's tokenizer and chat template
@@ -89,7 +89,7 @@ def _check_resume(cfg: TrainConfig, out: Path) -> str | None:
     ckpt_dir = out / "checkpoints"
     saved_path = out / "train_config.json"
     main = _main_process()
-    if not cfg.resume:
+    if not cfg.runtime.resume:
         if last_complete_checkpoint(ckpt_dir, cleanup=False) or (out / "manifest.json").exists():
             raise ConfigError(f"{out} holds an earlier training run; pass --resume to continue it, "
                               "or choose another --output-dir")
@@ -235,7 +235,7 @@ def _progress_callback():
 
 
 def _quantization(cfg: TrainConfig, device: str, precision: str = "bf16"):
-    if not cfg.qlora:
+    if not cfg.model.qlora:
         return None
     if device != "cuda":
         raise ConfigError("--qlora (4-bit NF4 through bitsandbytes) needs a CUDA GPU, and this machine has none; "
@@ -250,8 +250,8 @@ def _quantization(cfg: TrainConfig, device: str, precision: str = "bf16"):
 
 
 def _optim(cfg: TrainConfig, device: str) -> str:
-    if cfg.optim != "auto":
-        return cfg.optim
+    if cfg.optimizer.optim != "auto":
+        return cfg.optimizer.optim
     if device == "cuda" and importlib.util.find_spec("bitsandbytes") is not None:
         return "paged_adamw_8bit"
     return "adamw_torch"
@@ -274,19 +274,19 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
     model.config.use_cache = False
     if quant is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
-    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
-                      task_type="CAUSAL_LM",
-                      target_modules=("all-linear" if cfg.lora_target_modules == ["all-linear"]
-                                      else list(cfg.lora_target_modules)))
+    lora = LoraConfig(r=cfg.model.lora_r, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+                      bias="none", task_type="CAUSAL_LM",
+                      target_modules=("all-linear" if cfg.model.lora_target_modules == ["all-linear"]
+                                      else list(cfg.model.lora_target_modules)))
     try:
         model = get_peft_model(model, lora)
     except ValueError as e:
-        raise ConfigError(f"LoRA target modules {cfg.lora_target_modules} do not fit student {cfg.student!r}: {e}") \
-            from None
+        raise ConfigError(f"LoRA target modules {cfg.model.lora_target_modules} do not fit student "
+                          f"{cfg.model.student!r}: {e}") from None
     targets = _resolved_targets(model)
-    missing = [t for t in cfg.lora_target_modules if t != "all-linear" and t not in targets]
+    missing = [t for t in cfg.model.lora_target_modules if t != "all-linear" and t not in targets]
     if missing:
-        log(f"warning: student {cfg.student!r} has no module named {', '.join(missing)}; adapted: {targets}")
+        log(f"warning: student {cfg.model.student!r} has no module named {', '.join(missing)}; adapted: {targets}")
     return model, targets
 
 
@@ -311,10 +311,11 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
 
 def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], device: str,
                  accumulation: int, head_on_completion: bool, log):
-    """Micro-batch size, accumulation and checkpointing that fit ``cfg.max_memory`` (a resumed run keeps its plan)."""
+    """Micro-batch size, accumulation and checkpointing that fit ``cfg.compute.max_memory`` (a resumed run keeps
+    its plan)."""
     path = out / "memory_plan.json"
     shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
-    lora = memory.lora_parameters(shape, cfg.lora_r, cfg.lora_target_modules) if shape else 0
+    lora = memory.lora_parameters(shape, cfg.model.lora_r, cfg.model.lora_target_modules) if shape else 0
     if last_ckpt is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
         packed = (memory.Budget(shape, saved["budget_bytes"], lora, head_on_completion)
@@ -322,17 +323,18 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
         return memory.Plan(saved["per_device_train_batch_size"], saved["gradient_accumulation_steps"],
                            saved["gradient_checkpointing"], None, None, "kept from the interrupted run",
                            checkpoint_above_tokens=saved.get("checkpoint_above_tokens"), packed=packed), saved
-    checkpointing = (cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None
+    checkpointing = (cfg.compute.gradient_checkpointing if cfg.compute.gradient_checkpointing is not None
                      else (True if device == "cuda" else None))
     longest = max(kept, key=lambda t: len(t.input_ids))
     plan = memory.plan(shape, [(len(t.input_ids), t.trainable) for t in kept],
-                       batch_size=cfg.per_device_train_batch_size, grad_accum=accumulation,
-                       budget_bytes=memory.budget(cfg.max_memory, device), trainable_params=lora,
+                       batch_size=cfg.optimizer.per_device_train_batch_size, grad_accum=accumulation,
+                       budget_bytes=memory.budget(cfg.compute.max_memory, device), trainable_params=lora,
                        checkpointing=checkpointing, head_on_completion=head_on_completion,
-                       longest_id=f"{longest.id}, line {longest.line}", pack=cfg.micro_batches_by_tokens and cfg.micro_batches_by_length)
-    if plan.per_device_train_batch_size != cfg.per_device_train_batch_size or (
+                       longest_id=f"{longest.id}, line {longest.line}",
+                       pack=cfg.compute.micro_batches_by_tokens and cfg.compute.micro_batches_by_length)
+    if plan.per_device_train_batch_size != cfg.optimizer.per_device_train_batch_size or (
             plan.gradient_checkpointing and not checkpointing):
-        log(f"max_memory {cfg.max_memory}: {plan.reason}")
+        log(f"max_memory {cfg.compute.max_memory}: {plan.reason}")
     saved = plan.to_dict()
     if _main_process():
         write_json(path, saved)
@@ -348,28 +350,28 @@ def _sft_config(cfg: TrainConfig, out: Path, device: str, precision: str, checkp
                            {f.name for f in dataclasses.fields(SFTConfig)} else "gradient_checkpointing")
     return SFTConfig(
         output_dir=str(out / "checkpoints"),
-        num_train_epochs=cfg.num_train_epochs,
-        max_steps=cfg.max_steps if cfg.max_steps is not None else -1,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler_type,
-        warmup_steps=cfg.warmup_steps,
-        per_device_train_batch_size=per_device or cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=accumulation or cfg.gradient_accumulation_steps,  # see .batch
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
+        num_train_epochs=cfg.optimizer.num_train_epochs,
+        max_steps=cfg.optimizer.max_steps if cfg.optimizer.max_steps is not None else -1,
+        learning_rate=cfg.optimizer.learning_rate,
+        lr_scheduler_type=cfg.optimizer.lr_scheduler_type,
+        warmup_steps=cfg.optimizer.warmup_steps,
+        per_device_train_batch_size=per_device or cfg.optimizer.per_device_train_batch_size,
+        gradient_accumulation_steps=accumulation or cfg.optimizer.gradient_accumulation_steps,  # see .batch
+        weight_decay=cfg.optimizer.weight_decay,
+        max_grad_norm=cfg.optimizer.max_grad_norm,
         optim=_optim(cfg, device),
-        max_length=cfg.max_length,
+        max_length=cfg.data.max_length,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=device == "cpu",  # transformers refuses bf16 on CPU unless told the run is on CPU
         **{checkpointing_field: checkpointing},
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=cfg.runtime.seed,
+        data_seed=cfg.runtime.seed,
         logging_steps=1,
         save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        report_to=cfg.report_to,
+        save_steps=cfg.runtime.save_steps,
+        save_total_limit=cfg.runtime.save_total_limit,
+        report_to=cfg.runtime.report_to,
         disable_tqdm=True,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
@@ -433,7 +435,7 @@ class Fit:
 
 
 def train(config: TrainConfig, *, log=print) -> Path:
-    """Fine-tune ``config.student`` with LoRA on ``config.train_file``; return the adapter folder.
+    """Fine-tune ``config.model.student`` with LoRA on ``config.paths.train_file``; return the adapter folder.
 
     The steps, in order: :func:`setup`, :func:`load_data`, the output folder's check (a resume, or a run
     already finished with these settings), :func:`start_output`, :func:`load_model`, :func:`fit`, :func:`save`.
@@ -455,38 +457,38 @@ def setup(config: TrainConfig, log=print) -> Setup:
     tokenizer and its chat template's date pinned into the config."""
     runtime.quiet_libraries()
     started = time.monotonic()
-    gpus = devices.select_training_device(config.device, log=log)  # before anything starts CUDA
-    batch = keep_global_batch(config.per_device_train_batch_size, config.gradient_accumulation_steps,
-                              devices.world_size())
-    if batch.accumulation != config.gradient_accumulation_steps:
-        log(f"{batch.world_size} processes: gradient accumulation {config.gradient_accumulation_steps} -> "
+    gpus = devices.select_training_device(config.compute.device, log=log)  # before anything starts CUDA
+    batch = keep_global_batch(config.optimizer.per_device_train_batch_size,
+                              config.optimizer.gradient_accumulation_steps, devices.world_size())
+    if batch.accumulation != config.optimizer.gradient_accumulation_steps:
+        log(f"{batch.world_size} processes: gradient accumulation {config.optimizer.gradient_accumulation_steps} -> "
             f"{batch.accumulation} per process, keeping the global batch of {batch.global_batch}")
-    if config.deterministic:
+    if config.compute.deterministic:
         devices.enable_determinism()
     main = _main_process()
-    student = students.resolve(config.student)
+    student = students.resolve(config.model.student)
     tokenizer = students.load_tokenizer(student)
-    pinned = students.pin_template_kwargs(tokenizer.chat_template, config.chat_template_kwargs)
-    if pinned != config.chat_template_kwargs:  # recorded in train_config.json and the manifest; generate reuses it
+    pinned = students.pin_template_kwargs(tokenizer.chat_template, config.model.chat_template_kwargs)
+    if pinned != config.model.chat_template_kwargs:  # in train_config.json and the manifest; generate reuses it
         config = dataclasses.replace(config, chat_template_kwargs=pinned)
         log(f"the chat template stamps a date: pinned to date_string={pinned['date_string']!r}")
-    return Setup(config, Path(config.output_dir), started, main, gpus, batch, student, tokenizer)
+    return Setup(config, Path(config.paths.output_dir), started, main, gpus, batch, student, tokenizer)
 
 
 def load_data(run: Setup) -> Data:
     """Read the train file, take the configured subset, tokenise and check every row (the preflight)."""
     cfg = run.config
-    all_rows = runtime.read_rows(cfg.train_file)
-    rows = runtime.subset(all_rows, cfg.max_examples, cfg.seed)
-    kept, report = preflight(rows, run.tokenizer, cfg.max_length, path=cfg.train_file, drop=cfg.drop_overlong,
-                             chat_template_kwargs=cfg.chat_template_kwargs)
+    all_rows = runtime.read_rows(cfg.paths.train_file)
+    rows = runtime.subset(all_rows, cfg.data.max_examples, cfg.runtime.seed)
+    kept, report = preflight(rows, run.tokenizer, cfg.data.max_length, path=cfg.paths.train_file,
+                             drop=cfg.data.drop_overlong, chat_template_kwargs=cfg.model.chat_template_kwargs)
     return Data(len(all_rows), kept, report)
 
 
 def _already_trained(run: Setup, log=print) -> bool:
     """Whether ``--resume`` finds the folder finished with these settings (then there is nothing to do)."""
     cfg, out = run.config, run.out
-    if not (cfg.resume and (out / "manifest.json").exists()):
+    if not (cfg.runtime.resume and (out / "manifest.json").exists()):
         return False
     done = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     saved = done.get("config") or {}
@@ -523,30 +525,30 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
 
     cfg = run.config
     device = runtime.device()
-    plain_loss = cfg.loss_implementation in ("model", "completion-head") or (
-        cfg.loss_implementation == "auto" and (device != "cuda" or importlib.util.find_spec("triton") is None))
-    head_on_completion = plain_loss and cfg.loss_implementation != "model"
+    plain_loss = cfg.compute.loss_implementation in ("model", "completion-head") or (
+        cfg.compute.loss_implementation == "auto" and (device != "cuda" or importlib.util.find_spec("triton") is None))
+    head_on_completion = plain_loss and cfg.compute.loss_implementation != "model"
     mem_plan, mem_saved = _memory_plan(cfg, run.out, resume_from, run.student, data.kept, device,
                                        run.batch.accumulation, head_on_completion, log)
     checkpointing = mem_plan.gradient_checkpointing
-    if device == "cpu" and cfg.return_freed_memory:
+    if device == "cpu" and cfg.compute.return_freed_memory:
         memory.return_freed_memory_to_os()
     threads = runtime.use_physical_cores() if device == "cpu" else None
-    precision = runtime.precision(cfg.precision, device)
-    transformers.set_seed(cfg.seed)  # before PEFT draws the LoRA initialisation
+    precision = runtime.precision(cfg.compute.precision, device)
+    transformers.set_seed(cfg.runtime.seed)  # before PEFT draws the LoRA initialisation
     model, targets = _peft_model(cfg, run.student, device, precision, checkpointing, log)
     trainable, total = model.get_nb_trainable_parameters()
     cal = None
-    if device == "cpu" and cfg.precision == "auto":
-        cal = _calibration(run.out, resume_from, model, cfg.student, data.kept,
+    if device == "cpu" and cfg.compute.precision == "auto":
+        cal = _calibration(run.out, resume_from, model, cfg.model.student, data.kept,
                            head_on_completion and supports(model))
-        precision = runtime.precision(cfg.precision, device, cpu_measured=cal.precision)
+        precision = runtime.precision(cfg.compute.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
             f"{cal.seconds:.2f} s)")
     if head_on_completion and not supports(model):
-        if cfg.loss_implementation == "completion-head":
-            raise ConfigError(f"loss_implementation completion-head does not support student {cfg.student!r} "
+        if cfg.compute.loss_implementation == "completion-head":
+            raise ConfigError(f"loss_implementation completion-head does not support student {cfg.model.student!r} "
                               "(logit soft-capping/scaling or an unusual layout); use auto or model")
         head_on_completion = False
     return Model(model, targets, trainable, total, device, precision, checkpointing, threads, cal, plain_loss,
@@ -570,7 +572,7 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
                        accumulation=model.memory_plan.gradient_accumulation_steps,
                        per_device=model.memory_plan.per_device_train_batch_size)
     devices.check_single_process_gpus(args.n_gpu, run.gpus.world_size)
-    Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.micro_batches_by_length,
+    Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.compute.micro_batches_by_length,
                                   model.memory_plan)
     trainer = Trainer(model=model.model, args=args, train_dataset=dataset, processing_class=run.tokenizer,
                       data_collator=_collator(run.tokenizer.pad_token_id))
@@ -580,7 +582,7 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
     trainer.tracekd_ids = []
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if cfg.progress:
+    if cfg.runtime.progress:
         trainer.add_callback(_progress_callback())
     appender = JsonlAppender(out / LOG_NAME) if run.main else None
     trainer.tracekd_log = appender
@@ -617,12 +619,12 @@ def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: di
     return manifest(
         kind="train",
         config=to_dict(cfg),
-        seed=cfg.seed,
-        files={"train_file": sha256_file(cfg.train_file)},
+        seed=cfg.runtime.seed,
+        files={"train_file": sha256_file(cfg.paths.train_file)},
         student={**run.student.describe(), "weights_sha256": weights},
-        lora={"r": cfg.lora_r, "alpha": cfg.lora_alpha, "dropout": cfg.lora_dropout,
-              "target_modules_requested": list(cfg.lora_target_modules), "target_modules_resolved": model.targets,
-              "trainable_parameters": model.trainable, "all_parameters": model.total, "qlora": cfg.qlora},
+        lora={"r": cfg.model.lora_r, "alpha": cfg.model.lora_alpha, "dropout": cfg.model.lora_dropout,
+              "target_modules_requested": list(cfg.model.lora_target_modules), "target_modules_resolved": model.targets,
+              "trainable_parameters": model.trainable, "all_parameters": model.total, "qlora": cfg.model.qlora},
         resolved={"device": model.device, "precision": model.precision,
                   "gradient_checkpointing": model.checkpointing, "optim": args.optim,
                   "effective_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps
@@ -632,12 +634,12 @@ def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: di
                   "loss_implementation": ("LM head on completion positions only (tracekd.train.loss)"
                                           if model.head_on_completion else "transformers cross-entropy"
                                           if model.plain_loss else "TRL fused LM head"),
-                  "precision_source": ("requested" if cfg.precision != "auto" else "measured" if cal is not None
+                  "precision_source": ("requested" if cfg.compute.precision != "auto" else "measured" if cal is not None
                                        else "device support"),
                   "calibration": cal.to_dict() if cal is not None else None, "torch_threads": model.threads},
         data={"file_rows": data.file_rows, "subset_rows": report.rows, "trained_rows": len(data.kept),
               "dropped_rows": report.dropped, "trainable_tokens": report.trainable_tokens,
-              "max_length": cfg.max_length, "longest_row_tokens": report.longest},
+              "max_length": cfg.data.max_length, "longest_row_tokens": report.longest},
         timing={"train_seconds": round(done.seconds, 2),
                 "total_seconds": round(time.monotonic() - run.started, 2),
                 "tokens_seen": tokens, "tokens_per_second": round(tokens / done.seconds, 2) if done.seconds else None,
