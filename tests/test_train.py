@@ -688,3 +688,27 @@ def test_row_that_cannot_fit_is_an_error_before_loading(rows_file, tmp_path, mon
         train(tiny(rows_file, tmp_path / "x", max_memory="100MB"), log=lambda *_: None)
     with pytest.raises(ConfigError, match="not a size"):
         tiny(rows_file, tmp_path / "y", max_memory="plenty")
+
+
+def test_a_finished_training_is_not_run_again_with_the_same_settings(tmp_path):
+    """``--resume`` on a finished folder: every setting it recorded must match (resume aside); one newer than
+    that run is not compared, one it recorded and this version lacks is a difference."""
+    from types import SimpleNamespace
+
+    from tracekd.config import to_dict
+    from tracekd.train.run import _already_trained
+
+    cfg = TrainConfig(train_file="rows.jsonl", output_dir=str(tmp_path), resume=True, lora_r=8)
+    run = SimpleNamespace(config=cfg, out=tmp_path)
+    assert not _already_trained(run, log=lambda *_: None)  # no manifest yet
+
+    def recorded(**changes):
+        saved = {**to_dict(cfg), **changes}
+        (tmp_path / "manifest.json").write_text(json.dumps({"config": {k: v for k, v in saved.items() if v != "-"}}))
+        return _already_trained(run, log=lambda *_: None)
+
+    assert recorded()
+    assert recorded(resume=False)  # the finished run started fresh
+    assert recorded(micro_batches_by_length="-")  # a setting newer than that run
+    assert not recorded(lora_r=16)
+    assert not recorded(old_setting=1)  # a setting since removed

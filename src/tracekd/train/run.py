@@ -46,6 +46,9 @@ from .loss import completion_loss, supports
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
                      "device", "deterministic"}
 
+#: config fields a finished run may be asked again with and still count as done
+ALREADY_TRAINED_MAY_CHANGE = {"resume"}
+
 LOG_NAME = "train_log.jsonl"
 
 
@@ -492,8 +495,9 @@ def _already_trained(run: Setup, log=print) -> bool:
         return False
     done = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     saved = done.get("config") or {}
-    now = to_dict(cfg) | {"resume": saved.get("resume")}  # settings newer than that run are not compared
-    if saved and all(k in now and now[k] == v for k, v in saved.items()):
+    # every setting that run recorded must be the same now (resume aside); settings newer than it are not compared
+    recorded = {k: v for k, v in saved.items() if k not in ALREADY_TRAINED_MAY_CHANGE}
+    if saved and not Fingerprint.of(to_dict(cfg), ignore=ALREADY_TRAINED_MAY_CHANGE).changes(recorded, removed=True):
         log(f"{out} is already trained with these settings; nothing to do")
         return True
     return False
