@@ -37,9 +37,9 @@ anchor and ``mix`` for a near-identical one), which no rule over these facts can
 
 >>> facts = ["Ann works for Acme from 1990 to 1995.", "Ann works for Bolt from 1992 to 1993.",
 ...          "Ann works for Cord from 1994 to 1999.", "Ann works for Dune in 1980."]
->>> v = classify_question("While Ann was working for Acme, which employer did Ann work for "
-...                       "during the same time period?", facts, ["Bolt", "Cord"], "S1_R1_O2")
->>> v.label, v.anchor, v.relations
+>>> verdict = classify_question("While Ann was working for Acme, which employer did Ann work for "
+...                             "during the same time period?", facts, ["Bolt", "Cord"], "S1_R1_O2")
+>>> verdict.label, verdict.anchor, verdict.relations
 ('mix', (0,), {'Bolt': ('during',), 'Cord': ('overlap',)})
 """
 
@@ -467,9 +467,9 @@ def classify_question(question: str, facts: Sequence[str], answers: Sequence[str
     time expression cannot be parsed, or an answer is not co-temporal with the anchor.
 
     >>> facts = ["Bo plays for Reds in 2001.", "Cy plays for Reds in 2001.", "Di plays for Reds in 1999."]
-    >>> v = classify_question("While Bo was playing for Reds, who was also playing for Reds "
-    ...                       "simultaneously?", facts, ["Cy"], "S2_R1_O1")
-    >>> v.label, v.answer_facts
+    >>> verdict = classify_question("While Bo was playing for Reds, who was also playing for Reds "
+    ...                             "simultaneously?", facts, ["Cy"], "S2_R1_O1")
+    >>> verdict.label, verdict.answer_facts
     ('equal', {'Cy': (1,)})
     >>> classify_question("Who?", facts, ["Cy"]).reason
     "question does not match 'While S <relation> O, which/who ...'"

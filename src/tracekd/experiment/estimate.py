@@ -351,7 +351,7 @@ class TokenCounter:
         self.source = (f"tokens counted with {student}'s tokenizer and chat template" if self.exact else
                        f"tokens ~ characters / 4 ({why})")
 
-    def _load(self, folder: Path, ctk: dict | None) -> None:
+    def _load(self, folder: Path, template_kwargs: dict | None) -> None:
         from tokenizers import Tokenizer
 
         cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8")) \
@@ -364,7 +364,7 @@ class TokenCounter:
             raise ValueError("no chat template")
         special = {k: (v.get("content") if isinstance(v, dict) else v) for k, v in cfg.items()
                    if k.endswith("_token") and isinstance(v, (str, dict))}
-        self._kwargs = {**special, **pin_template_kwargs(template, ctk)}
+        self._kwargs = {**special, **pin_template_kwargs(template, template_kwargs)}
         self._render = _render_function(template)
         self._tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
 
@@ -544,10 +544,10 @@ def _setting(settings: dict, cls, name: str):
     return settings[name] if settings.get(name) is not None else _default(cls, name)
 
 
-def _counter(cache: dict, student: str, ctk: dict | None) -> TokenCounter:
-    key = ("tokens", student, json.dumps(ctk or {}, sort_keys=True))
+def _counter(cache: dict, student: str, template_kwargs: dict | None) -> TokenCounter:
+    key = ("tokens", student, json.dumps(template_kwargs or {}, sort_keys=True))
     if key not in cache:
-        cache[key] = TokenCounter(student, ctk)
+        cache[key] = TokenCounter(student, template_kwargs)
     return cache[key]
 
 
@@ -556,8 +556,8 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
     the plan when it packs micro-batches by tokens else None)."""
     bs = int(_setting(settings, TrainConfig, "per_device_train_batch_size"))
     ga = int(_setting(settings, TrainConfig, "gradient_accumulation_steps"))
-    gc = settings.get("gradient_checkpointing")
-    gc = gc if gc is not None else (True if device == "cuda" else None)
+    checkpointing = settings.get("gradient_checkpointing")
+    checkpointing = checkpointing if checkpointing is not None else (True if device == "cuda" else None)
     loss = str(_setting(settings, TrainConfig, "loss_implementation"))
     head = loss == "completion-head" or (loss == "auto" and device != "cuda")
     budget = None
@@ -566,7 +566,7 @@ def _train_plan(settings: dict, rows: list[tuple[int, int]], shape, dims: Dims, 
             budget = memory.budget(str(_setting(settings, TrainConfig, "max_memory")), device)
     try:
         p = memory.plan(shape, rows, batch_size=bs, grad_accum=ga, budget_bytes=budget,
-                        trainable_params=dims.lora_params, checkpointing=gc, head_on_completion=head,
+                        trainable_params=dims.lora_params, checkpointing=checkpointing, head_on_completion=head,
                         pack=bool(_setting(settings, TrainConfig, "micro_batches_by_tokens")
                                   and _setting(settings, TrainConfig, "micro_batches_by_length")))
     except ConfigError:
@@ -632,22 +632,23 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
     counter = _counter(cache, student, settings.get("chat_template_kwargs"))
     counts = counter.count(rows)
     lengths = [(p + c, c) for p, c in counts]
-    micro, gc, above, head, why, packed = _train_plan(settings, lengths, shape, dims, device)
+    micro, with_checkpointing, above, head, why, packed = _train_plan(settings, lengths, shape, dims, device)
     if packed is None and (micro_batch is not None or checkpointing is not None):  # what the finished stage ran with
-        micro, gc, above, why = (micro_batch or micro, gc if checkpointing is None else checkpointing,
-                                 checkpoint_above, "as it ran")
+        micro, with_checkpointing, above, why = (micro_batch or micro,
+                                                 with_checkpointing if checkpointing is None else checkpointing,
+                                                 checkpoint_above, "as it ran")
     per_step = int(_setting(settings, TrainConfig, "per_device_train_batch_size")) * \
         int(_setting(settings, TrainConfig, "gradient_accumulation_steps"))
     work = train_work(dims, lengths, batch_size=per_step, micro_batch=micro,
                       epochs=float(_setting(settings, TrainConfig, "num_train_epochs")),
-                      max_steps=settings.get("max_steps"), checkpointing=gc, head_on_completion=head,
+                      max_steps=settings.get("max_steps"), checkpointing=with_checkpointing, head_on_completion=head,
                       by_length=bool(_setting(settings, TrainConfig, "micro_batches_by_length") or False),
                       checkpoint_above=above, packed=packed,
                       seed=int(stage.spec.get("seed") or 0))
     by_length = work.micro_batch < per_step and bool(_setting(settings, TrainConfig, "micro_batches_by_length"))
     ckpt = " with activation checkpointing" + (f" over {above} tokens" if above else "")
     size = "packed by tokens within the budget" if packed is not None else f"of {micro} row(s)"
-    plan = (f"micro-batches {size}" + (ckpt if gc else "")
+    plan = (f"micro-batches {size}" + (ckpt if with_checkpointing else "")
             + (" (as it ran)" if why == "as it ran" else " (the memory plan)")
             + (", each step's rows by length" if by_length else ", rows in random order"))
     notes = [counter.source, plan]

@@ -209,9 +209,10 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
             state = "no data"
         est, why = (None, "")
         if state != "cached" and STAGE_KINDS[s.kind].estimate is not None:
-            dev = ("cuda" if config.executor.resources_for(s.kind).gpus else "cpu") if executor == "slurm" else device
-            est, why = estimate_seconds(s, run_dir, cache, dev)
-            sources[(s.spec.get("student", "-"), s.kind, dev)] = why
+            stage_device = (("cuda" if config.executor.resources_for(s.kind).gpus else "cpu") if executor == "slurm"
+                            else device)
+            est, why = estimate_seconds(s, run_dir, cache, stage_device)
+            sources[(s.spec.get("student", "-"), s.kind, stage_device)] = why
             if est is None:
                 unknown += 1
             else:
@@ -237,8 +238,8 @@ def describe_plan(stages: list[Stage], config: ExperimentConfig, run_dir: Path, 
     lines.append(f"time for what is left: unknown ({unknown} stage(s) cannot be estimated here; the rest: {parts})"
                  if unknown else f"time for what is left: {_fmt_minutes(total + other)} ({parts})"
                  if total + other else "time for what is left: -")
-    for (student, kind, dev), why in sorted(sources.items()):
-        lines.append(f"  {kind} throughput of {student} on {dev}: {why}")
+    for (student, kind, stage_device), why in sorted(sources.items()):
+        lines.append(f"  {kind} throughput of {student} on {stage_device}: {why}")
     lines += describe_sources(cache)
     for s in stages:
         describe = STAGE_KINDS[s.kind].describe

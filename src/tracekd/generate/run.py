@@ -79,7 +79,7 @@ def _existing(out: Path, wanted: dict[str, Any]) -> dict[str, dict]:
     return done
 
 
-def _settings(cfg: GenerateConfig, student: str, adapter: Path | None, prec: str, ctk: dict) -> dict:
+def _settings(cfg: GenerateConfig, student: str, adapter: Path | None, precision: str, template_kwargs: dict) -> dict:
     return {
         "student": student,
         "adapter": str(adapter) if adapter else None,
@@ -93,8 +93,8 @@ def _settings(cfg: GenerateConfig, student: str, adapter: Path | None, prec: str
         "top_p": cfg.top_p if cfg.do_sample else None,
         "top_k": cfg.top_k if cfg.do_sample else None,
         "seed": cfg.seed if cfg.do_sample else None,
-        "precision": prec,
-        "chat_template_kwargs": ctk,
+        "precision": precision,
+        "chat_template_kwargs": template_kwargs,
         "merge_adapter": cfg.merge_adapter if cfg.backend == "vllm" else None,
     }
 
@@ -107,22 +107,23 @@ def _check_same(previous: dict, now: dict, out: Path, n_done: int) -> None:
                           "rerun with the same settings to resume, or write to another --output-file")
 
 
-def _precision(cfg: GenerateConfig, student_name: str, dev: str, resumed_manifest: Path | None) -> str:
+def _precision(cfg: GenerateConfig, student_name: str, device: str, resumed_manifest: Path | None) -> str:
     """``auto`` on CPU: bf16 only where a calibration measured it faster with identical greedy outputs
     (:func:`tracekd.calibration.calibrate_generation`, cached per machine); a resumed run keeps its format."""
-    if cfg.precision != "auto" or dev != "cpu":
-        return runtime.precision(cfg.precision, dev)
+    if cfg.precision != "auto" or device != "cpu":
+        return runtime.precision(cfg.precision, device)
     if resumed_manifest is not None and resumed_manifest.is_file():
         before = json.loads(resumed_manifest.read_text(encoding="utf-8")).get("settings", {}).get("precision")
         if before in ("fp32", "bf16"):
             return before
     cal = calibration.measured(student_name, "cpu", "generate")
-    return runtime.precision("auto", dev, cpu_measured=cal.precision if cal else None)
+    return runtime.precision("auto", device, cpu_measured=cal.precision if cal else None)
 
 
-def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, prec: str, dev: str, settings: dict):
+def _backend(cfg: GenerateConfig, student, tokenizer, adapter: Path | None, precision: str, device: str,
+             settings: dict):
     """The generator of ``cfg.backend`` (:data:`tracekd.generate.base.BACKENDS`, imported only when chosen)."""
-    return BACKENDS.get(cfg.backend)(cfg, student, tokenizer, adapter, prec, dev)
+    return BACKENDS.get(cfg.backend)(cfg, student, tokenizer, adapter, precision, device)
 
 
 @dataclasses.dataclass

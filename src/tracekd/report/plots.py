@@ -86,9 +86,9 @@ def _bars_with_seeds(ax, x: float, width: float, colour: str, metric: Spread, in
     mean = metric.mean
     ax.bar(x, _num(mean), width=width, color=colour, alpha=0.85, edgecolor="black", linewidth=0.6)
     values = metric.values
-    for dx, v in zip(seed_offsets(len(values), width), values):
-        if v is not None:
-            ax.plot(x + dx, v, "o", ms=4.5, mfc="white", mec="black", mew=0.8, zorder=4)
+    for dx, value in zip(seed_offsets(len(values), width), values):
+        if value is not None:
+            ax.plot(x + dx, value, "o", ms=4.5, mfc="white", mec="black", mew=0.8, zorder=4)
     if interval and interval[0] is not None and interval[1] is not None:
         centre = _num(mean) if mean is not None else (interval[0] + interval[1]) / 2
         ax.errorbar(x, centre, yerr=[[max(0.0, centre - interval[0])], [max(0.0, interval[1] - centre)]],

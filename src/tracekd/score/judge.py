@@ -142,14 +142,14 @@ def _fields_of(obj: dict, prefix: str = "", depth: int = 2) -> list[str]:
     ['id', 'completion', 'completion.0.role', 'completion.0.content']
     """
     out = []
-    for k, v in obj.items():
-        path = f"{prefix}{k}"
+    for key, value in obj.items():
+        path = f"{prefix}{key}"
         out.append(path)
         if depth:
-            if isinstance(v, dict):
-                out += _fields_of(v, path + ".", depth - 1)
-            elif isinstance(v, list) and v and isinstance(v[0], dict):
-                out += _fields_of(v[0], path + ".0.", depth - 1)
+            if isinstance(value, dict):
+                out += _fields_of(value, path + ".", depth - 1)
+            elif isinstance(value, list) and value and isinstance(value[0], dict):
+                out += _fields_of(value[0], path + ".0.", depth - 1)
     return out
 
 

@@ -177,8 +177,8 @@ def analyze(responses: list[dict], participants: list[dict], cfg: StudyConfig, *
     df = pd.DataFrame(likert, columns=["participant", "condition", "item_id", "statement", "value"])
     # participant-level score per condition x statement (mean over that participant's items)
     person: dict[tuple[str, str], dict[str, float]] = {}
-    for (cond, stmt, pid), v in df.groupby(["condition", "statement", "participant"])["value"].mean().items():
-        person.setdefault((cond, stmt), {})[pid] = float(v)
+    for (cond, stmt, pid), mean in df.groupby(["condition", "statement", "participant"])["value"].mean().items():
+        person.setdefault((cond, stmt), {})[pid] = float(mean)
 
     def scores(cond: str, stmt: str) -> dict[str, float]:
         return person.get((cond, stmt), {})
@@ -302,14 +302,14 @@ def plot_likert(a: dict) -> bytes:
     axes = fig.subplots(len(statements), 1, squeeze=False, sharex=True)
     for ax, stmt in zip(axes[:, 0], statements):
         for y, c in enumerate(conditions):
-            counts = np.array([dist[(c, stmt)][str(v)] for v in range(1, k + 1)], dtype=float)
+            counts = np.array([dist[(c, stmt)][str(point)] for point in range(1, k + 1)], dtype=float)
             share = counts / counts.sum() * 100 if counts.sum() else counts
             mid = k // 2
             left = -share[:mid].sum() - (share[mid] / 2 if k % 2 else 0)
-            for v in range(k):
-                ax.barh(y, share[v], left=left, color=colors[v], edgecolor="white", height=0.7,
-                        label=a["scale_labels"][v] if y == 0 else None)
-                left += share[v]
+            for point in range(k):
+                ax.barh(y, share[point], left=left, color=colors[point], edgecolor="white", height=0.7,
+                        label=a["scale_labels"][point] if y == 0 else None)
+                left += share[point]
         ax.axvline(0, color="black", lw=0.8)
         ax.set_yticks(range(len(conditions)), conditions)
         ax.invert_yaxis()

@@ -106,10 +106,10 @@ def create_app(study_dir: str | Path, *, db_url: str | None = None, admin_token:
             return go(next_url(p))
         prolific = {}
         for k, col in _PROLIFIC.items():
-            v = form.get(k) or None
-            if v is not None and not _ID_RE.match(v):
+            value = form.get(k) or None
+            if value is not None and not _ID_RE.match(value):
                 return message(request, 400, f"Invalid {k}.")
-            prolific[col] = v
+            prolific[col] = value
         try:
             token, p = await run_in_threadpool(store.create_participant, prolific)
         except Rejected as e:

@@ -179,8 +179,8 @@ def read_export(folder: str | Path, cfg: StudyConfig) -> dict[str, list[dict]]:
             raise bad("condition", f"unknown condition {r['condition']!r}")
         if r["statement"] not in stmts:
             raise bad("statement", f"unknown statement {r['statement']!r}")
-        v = r.get("value")
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= cfg.points:
+        value = r.get("value")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= cfg.points:
             raise bad("value", f"must be a whole number from 1 to {cfg.points}")
         responses.append(r)
     path = folder / "participants.jsonl"

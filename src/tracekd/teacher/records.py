@@ -95,13 +95,13 @@ def split_reasoning(message: Any) -> tuple[str | None, str, str]:
 def _need(d: dict, key: str, types, nullable: bool = False) -> Any:
     if key not in d:
         raise DataError("missing", field=key)
-    v = d[key]
-    if v is None and nullable:
+    value = d[key]
+    if value is None and nullable:
         return None
-    if not isinstance(v, types) or (isinstance(v, bool) and types in (int, (int,))):
+    if not isinstance(value, types) or (isinstance(value, bool) and types in (int, (int,))):
         names = types.__name__ if isinstance(types, type) else "/".join(t.__name__ for t in types)
-        raise DataError(f"must be {names}{' or null' if nullable else ''}, got {type(v).__name__}", field=key)
-    return v
+        raise DataError(f"must be {names}{' or null' if nullable else ''}, got {type(value).__name__}", field=key)
+    return value
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,9 @@ def section(analysis, run_dir: Path | None) -> Section | None:
     for label, m in builds:
         t = m["teacher"]
         subset = "; ".join(
-            f"{split}: {v['kept']} of {v['before']} kept (dropped: "
-            + (", ".join(f"{k.replace('_', ' ')} {n}" for k, n in v["dropped"].items()) or "none") + ")"
-            for split, v in t["subset"].items())
+            f"{split}: {counts['kept']} of {counts['before']} kept (dropped: "
+            + (", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts["dropped"].items()) or "none") + ")"
+            for split, counts in t["subset"].items())
         judged_by = ("every answered item kept (scorer none)" if t.get("scorer") == "none"
                      else f"teacher answers judged by the {t.get('scorer')} scorer")
         blocks.append(Paragraph(f"{label}: teacher {', '.join(t.get('models', []))}; {judged_by}; trace from its "
@@ -93,12 +93,12 @@ def section(analysis, run_dir: Path | None) -> Section | None:
     keys = sorted({(d, s) for d, s, _ in summaries})
     for dataset, student in keys:
         rows = []
-        for (d, s, arm), v in summaries.items():
+        for (d, s, arm), summary in summaries.items():
             if (d, s) != (dataset, student):
                 continue
-            rows.append((arm, str(v["n"]), _f(v["answer_accuracy"]), str(v["measured"]), _f(v["class_mentioned"]),
-                         _f(v["evidence_all"]), _f(v["evidence_recall"]), _f(v["evidence_precision"]),
-                         _f(v["tokens"], 1)))
+            rows.append((arm, str(summary["n"]), _f(summary["answer_accuracy"]), str(summary["measured"]),
+                         _f(summary["class_mentioned"]), _f(summary["evidence_all"]), _f(summary["evidence_recall"]),
+                         _f(summary["evidence_precision"]), _f(summary["tokens"], 1)))
         blocks.append(Table(f"{dataset} / {student}: answer accuracy and free-form measures of the outputs' traces",
                             ("arm", "n", "answer", "traced", "class", "all evidence", "recall", "precision",
                              "tokens"), tuple(rows), (False,) + (True,) * 8))
@@ -119,9 +119,9 @@ def section(analysis, run_dir: Path | None) -> Section | None:
                                  "Fisher p", "note"), tuple(rows2), (False,) + (True,) * 6 + (False,)))
     for label, m in builds:
         arms = (m["teacher"].get("arms") or {}).get("train") or {}
-        rows3 = [(arm, str(v["n"]), _f(v["class_mentioned"]), _f(v["evidence_all"]), _f(v["evidence_recall"]),
-                  _f(v["evidence_precision"]), _f(v["tokens"], 1))
-                 for arm, v in arms.items() if arm in TEACHER_ARMS]
+        rows3 = [(arm, str(measures["n"]), _f(measures["class_mentioned"]), _f(measures["evidence_all"]),
+                  _f(measures["evidence_recall"]), _f(measures["evidence_precision"]), _f(measures["tokens"], 1))
+                 for arm, measures in arms.items() if arm in TEACHER_ARMS]
         if rows3:
             blocks.append(Table(f"{label}: the same measures of the teacher arms' training targets (train split)",
                                 ("arm", "n", "class", "all evidence", "recall", "precision", "tokens"),
