@@ -448,12 +448,30 @@ def test_lm_head_on_completion_positions_equals_full_loss_and_gradients():
             torch.testing.assert_close(g_ours[name], g_full[name], rtol=1e-5, atol=1e-7)
 
 
+def _accumulate(model, batches: list[dict], n_items: int):
+    """One optimizer step's loss and LoRA gradients over ``batches`` as the trainer accumulates them (empty
+    placeholders skipped, the loss normalised over the step's ``n_items`` completion tokens)."""
+    import torch
+
+    from tracekd.train.loss import completion_loss
+
+    model.zero_grad(set_to_none=True)
+    total = torch.zeros(())
+    for b in batches:
+        if b["input_ids"].shape[0] == 0:
+            continue
+        loss = completion_loss(model, {k: v for k, v in b.items() if k not in ("row_index", "tracekd_checkpoint")},
+                               n_items)
+        loss.backward()
+        total += loss.detach()
+    return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
 def test_micro_batches_by_length_equal_the_padded_step_loss_and_gradients():
     """A step's rows regrouped by length: less padding, same rows, same loss and LoRA gradients as the drawn batches."""
     import torch
 
     from tracekd.train.batch import regroup_step
-    from tracekd.train.loss import completion_loss
     from tracekd.train.run import _collator
 
     model = _lora_tiny()
@@ -472,17 +490,8 @@ def test_micro_batches_by_length_equal_the_padded_step_loss_and_gradients():
     assert sum(b["input_ids"].numel() for b in grouped) < padded
     n_items = sum(int(b["labels"][:, 1:].ne(-100).sum()) for b in drawn)  # the step's completion tokens
 
-    def step(batches):
-        model.zero_grad(set_to_none=True)
-        total = torch.zeros(())
-        for b in batches:
-            loss = completion_loss(model, {k: v for k, v in b.items() if k != "row_index"}, n_items)
-            loss.backward()
-            total += loss.detach()
-        return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    loss_drawn, g_drawn = step(drawn)
-    loss_grouped, g_grouped = step(grouped)
+    loss_drawn, g_drawn = _accumulate(model, drawn, n_items)
+    loss_grouped, g_grouped = _accumulate(model, grouped, n_items)
     torch.testing.assert_close(loss_grouped, loss_drawn, rtol=1e-6, atol=1e-6)
     assert g_drawn.keys() == g_grouped.keys() and g_drawn
     for name in g_drawn:
@@ -494,7 +503,6 @@ def test_packed_step_equals_the_drawn_step_loss_and_gradients():
     import torch
 
     from tracekd.train.batch import regroup_step
-    from tracekd.train.loss import completion_loss
     from tracekd.train.run import _collator
 
     model = _lora_tiny()
@@ -522,20 +530,8 @@ def test_packed_step_equals_the_drawn_step_loss_and_gradients():
     assert [b.get("tracekd_checkpoint") for b in packed] == [None, None, True, False]
     n_items = sum(int(b["labels"][:, 1:].ne(-100).sum()) for b in drawn)
 
-    def step(batches):
-        model.zero_grad(set_to_none=True)
-        total = torch.zeros(())
-        for b in batches:
-            if b["input_ids"].shape[0] == 0:  # as the trainer skips them
-                continue
-            loss = completion_loss(model, {k: v for k, v in b.items() if k not in ("row_index", "tracekd_checkpoint")},
-                                   n_items)
-            loss.backward()
-            total += loss.detach()
-        return total, {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
-
-    loss_drawn, g_drawn = step(drawn)
-    loss_packed, g_packed = step(packed)
+    loss_drawn, g_drawn = _accumulate(model, drawn, n_items)
+    loss_packed, g_packed = _accumulate(model, packed, n_items)
     torch.testing.assert_close(loss_packed, loss_drawn, rtol=1e-6, atol=1e-6)
     for name in g_drawn:
         torch.testing.assert_close(g_packed[name], g_drawn[name], rtol=1e-5, atol=1e-7)

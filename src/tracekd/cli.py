@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from . import __version__
+from .commands import add_subcommands
 from .errors import TracekdError
 from .registry import Registry
 
@@ -27,12 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tracekd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS.names():
-        module = COMMANDS.get(name)
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    add_subcommands(sub, COMMANDS, "_run")
     return parser
 
 

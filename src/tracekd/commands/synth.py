@@ -9,18 +9,14 @@ from __future__ import annotations
 import argparse
 
 from ..synth import GENERATORS
+from . import add_subcommands
 
 HELP = "generate bAbI-style or CoTemp-style data by rule-based world simulation"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="generator", metavar="GENERATOR", required=True)
-    for name in GENERATORS.names():
-        module = GENERATORS.get(name)
-        p = sub.add_parser(name, help=module.HELP, description=module.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.add_arguments(p)
-        p.set_defaults(_generate=module.run)
+    add_subcommands(sub, GENERATORS, "_generate")
 
 
 def run(args: argparse.Namespace) -> int:

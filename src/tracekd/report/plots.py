@@ -119,17 +119,22 @@ def answer_accuracy(groups: list[Group], title: str) -> bytes:
             if mean is not None:
                 ax.text(i, min(1.0, _num(top) if top is not None else mean) + 0.03, f"{mean:.3f}",
                         ha="center", va="bottom", fontsize=9)
-        ax.set_xticks(range(len(arms)), arms)
-        ax.set_ylim(0, 1.12)
-        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-        ax.set_ylabel("answer accuracy")
-        ax.set_title(title)
-        ax.grid(axis="y", color="#dddddd", linewidth=0.6)
-        ax.set_axisbelow(True)
-        ax.legend(handles=_legend_handles([Patch(facecolor="#cccccc", edgecolor="black",
-                                                 label="mean over seeds")]),
-                  loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _rate_axes(ax, arms, 1.12, "answer accuracy", title,
+                   [Patch(facecolor="#cccccc", edgecolor="black", label="mean over seeds")])
         return _png(fig)
+
+
+def _rate_axes(ax, labels: list[str], top: float, ylabel: str, title: str, handles: list) -> None:
+    """A rate plot's frame: ``labels`` along x, 0-1 on y with headroom to ``top``, a light horizontal grid
+    behind the bars, the legend outside on the right."""
+    ax.set_xticks(range(len(labels)), labels)
+    ax.set_ylim(0, top)
+    ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(axis="y", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    ax.legend(handles=_legend_handles(handles), loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
 def step_accuracy(groups: list[Group], title: str) -> bytes:
@@ -149,16 +154,9 @@ def step_accuracy(groups: list[Group], title: str) -> bytes:
                 x = i + (s - 1) * width
                 metric, pooled = STEP_ACCURACY[step]
                 _bars_with_seeds(ax, x, width * 0.92, STEP_COLOURS[step], metric(g), pooled(g).ci95)
-        ax.set_xticks(range(len(groups)), [g.arm for g in groups])
-        ax.set_ylim(0, 1.08)
-        ax.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
-        ax.set_ylabel("step accuracy")
-        ax.set_title(title)
-        ax.grid(axis="y", color="#dddddd", linewidth=0.6)
-        ax.set_axisbelow(True)
-        patches = [Patch(facecolor=STEP_COLOURS[s], edgecolor="black", label=f"{s} (mean over seeds)")
-                   for s in steps]
-        ax.legend(handles=_legend_handles(patches), loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        _rate_axes(ax, [g.arm for g in groups], 1.08, "step accuracy", title,
+                   [Patch(facecolor=STEP_COLOURS[s], edgecolor="black", label=f"{s} (mean over seeds)")
+                    for s in steps])
         return _png(fig)
 
 
