@@ -29,6 +29,8 @@ import psutil
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+#: tracekd's manifests write memory in GiB (``tracekd.train.memory.GB``); so does this benchmark
+GIB = 1024 ** 3
 
 
 def tree_rss(proc: psutil.Process) -> tuple[int, int]:
@@ -67,7 +69,7 @@ def measure(cmd: list[str]) -> dict:
     th.join()
     if proc.returncode:
         sys.exit(f"{' '.join(cmd)} failed:\n{out[-3000:]}")
-    return {"wall_s": time.monotonic() - t0, "peak_tree_gb": peak["tree"] / 1e9, "peak_one_gb": peak["one"] / 1e9}
+    return {"wall_s": time.monotonic() - t0, "peak_tree_gb": peak["tree"] / GIB, "peak_one_gb": peak["one"] / GIB}
 
 
 def numbers(run_dir: Path) -> dict:
@@ -125,11 +127,11 @@ def main() -> None:
             results[executor] = measure([sys.executable, "-m", "tracekd.cli", "run", str(path),
                                          "--executor", executor])
             r = results[executor]
-            print(f"{executor:<10} wall {r['wall_s']:6.0f} s  peak RSS of the process tree {r['peak_tree_gb']:.2f} GB"
-                  f"  largest one process {r['peak_one_gb']:.2f} GB", flush=True)
+            print(f"{executor:<10} wall {r['wall_s']:6.0f} s  peak RSS of the process tree {r['peak_tree_gb']:.2f} GiB"
+                  f"  largest one process {r['peak_one_gb']:.2f} GiB", flush=True)
             peaks = training_peaks(Path(tmp) / executor)
             for name, gb in peaks:
-                print(f"    {name}: peak RSS {gb:.2f} GB (its own manifest)")
+                print(f"    {name}: peak RSS {gb:.2f} GiB (its own manifest)")
             if peaks:
                 first = peaks[0][1]
                 print(f"    largest one process / first training's peak: {r['peak_one_gb'] / first:.2f}x; "
