@@ -24,3 +24,26 @@ needs_babi = pytest.mark.skipif(not BABI.is_dir(), reason=f"needs the shared bAb
 needs_cotemp = pytest.mark.skipif(not COTEMP.is_dir(), reason=f"needs the shared CoTemp QA data at {COTEMP} {_HOW}")
 
 sys.path.insert(0, str(Path(__file__).parent))  # `from conftest import BABI` in test modules
+
+
+def _private_cache() -> None:
+    """Point ``TRACEKD_CACHE`` at a folder of this test session, so tests never write stage records, calibrations
+    or teacher answers into the user's cache (they would steer later dry-run estimates and precision choices).
+    The models (``students/``, ``merged/``) and their weight hashes are shared with the real cache by links:
+    they are derived from the packages, identical whoever writes them, and slow to make again."""
+    import atexit
+    import shutil
+    import tempfile
+
+    real = Path(os.environ.get("TRACEKD_CACHE") or Path.home() / ".cache" / "tracekd").expanduser()
+    private = Path(tempfile.mkdtemp(prefix="tracekd-test-cache-"))
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    for name in ("students", "merged"):
+        (real / name).mkdir(parents=True, exist_ok=True)
+        (private / name).symlink_to(real / name, target_is_directory=True)
+    if (real / "weight-hashes.json").is_file():
+        shutil.copy2(real / "weight-hashes.json", private / "weight-hashes.json")
+    os.environ["TRACEKD_CACHE"] = str(private)
+
+
+_private_cache()
