@@ -102,10 +102,12 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     out = []
     for _ in range(n):
         load = os.getloadavg()[0]
-        cal = calibrate_training(model, student_name, lengths, refresh=True, loss=loss)
+        # training's micro-batch: TrainConfig's default 4 rows (no memory budget splits bAbI's short rows)
+        cal = calibrate_training(model, student_name, lengths, rows=4, refresh=True, loss=loss)
         out.append({"precision": cal.precision, "seconds": cal.seconds, "bf16_speedups": cal.bf16_speedups,
                     "fp32_tokens_per_s": cal.fp32_tokens_per_s, "bf16_tokens_per_s": cal.bf16_tokens_per_s,
-                    "tokens_per_pass": cal.tokens_per_pass, "load_avg_1min": round(max(load, os.getloadavg()[0]), 2)})
+                    "tokens_per_pass": cal.tokens_per_pass, "probe": cal.probe, "decode_step_s": cal.decode_step_s,
+                    "load_avg_1min": round(max(load, os.getloadavg()[0]), 2)})
     del model
     return out
 

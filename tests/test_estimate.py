@@ -130,7 +130,8 @@ def test_token_counts_fall_back_to_characters(monkeypatch):
 
 
 def _fake_calibration(tokens_per_s: float):
-    return SimpleNamespace(tokens_per_s=tokens_per_s, tokens_per_pass=96, precision="fp32", cpu_model="Test CPU",
+    return SimpleNamespace(tokens_per_s=tokens_per_s, fp32_tokens_per_s=tokens_per_s, bf16_tokens_per_s=tokens_per_s / 2,
+                           tokens_per_pass=96, probe_rows=1, precision="fp32", cpu_model="Test CPU",
                            measured_at="2026-12-01T10:00:00+00:00", seconds=2.0)
 
 
@@ -148,18 +149,36 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
 
     from tracekd import calibration
 
-    monkeypatch.setattr(calibration, "measured", lambda student, device="cpu", kind="train", **kw:
-                        _fake_calibration(200.0) if kind == "train" else None)
+    asked = []
+    monkeypatch.setattr(calibration, "measured", lambda student, device="cpu", kind="train", probe=None, **kw:
+                        asked.append(probe) or (_fake_calibration(200.0) if kind == "train" else None))
+    monkeypatch.setattr(calibration, "nearest", lambda *a, **kw: _fake_calibration(200.0))
     work, dims, _ = estimate.train_stage_work(train, config.run_dir, cache, "cpu")
-    head = 48 if getattr(calibration, "TRAIN_PROBE_VERSION", 1) >= 2 else 96  # the probe's loss on its second half
-    rate = forward_flops(dims, [96], head) * step_factor(False) * 200.0 / 96
+    rate = forward_flops(dims, [96], 0) * step_factor(False) * 200.0 / 96  # through the decoder layers
     seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
     assert seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["train"] + work.flops / rate)
     assert source.startswith("calibration: 200 tok/s") and f"assumed {estimate.ASSUMED_OVERHEAD_S['train']:.0f} s" in source
+    # the calibration of the stage's own micro-batch shape was asked for
+    assert asked[-1] == calibration.probe_batch([work.median_tokens], work.micro_batch)
     gwork, _, notes = estimate.generate_stage_work(gen, config.run_dir, cache)
     g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
-    assert g_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["generate"] + gwork.flops / (rate * 2))
+    assert g_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["generate"] + gwork.flops / rate)
     assert "low bound" in g_source and "completions as long as the targets" in notes
+    # a calibration that timed a decoding step: each of the stage's steps costs that step's time beyond its FLOPs
+    rows, prompt = calibration.DECODE_ROWS, calibration.DECODE_PROMPT
+    step_flops = (estimate.generate_work(dims, [prompt] * rows, [2] * rows, batch_size=rows).flops
+                  - forward_flops(dims, [prompt] * rows, logit_rows=rows))
+    decoding = SimpleNamespace(**{**vars(_fake_calibration(200.0)), "decode_step_s": step_flops / rate + 0.05})
+    monkeypatch.setattr(calibration, "nearest", lambda *a, **kw: decoding)
+    g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
+    assert g_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["generate"] + gwork.flops / rate + gwork.steps * 0.05)
+    assert g_source.startswith("calibration: ") and "(50 ms beyond its FLOPs)" in g_source
+    # a stage configured in bf16 is estimated at the calibration's bf16 throughput (here half of fp32's)
+    bf16 = SimpleNamespace(**{**vars(train), "spec": {**train.spec, "settings": {**train.spec.get("settings", {}),
+                                                                                 "precision": "bf16"}}})
+    b_seconds, b_source = estimate.estimate_stage(bf16, config.run_dir, cache)
+    assert b_seconds == pytest.approx(estimate.ASSUMED_OVERHEAD_S["train"] + work.flops / (rate / 2))
+    assert "(bf16 as configured; the calibration chose fp32" in b_source
     starved = SimpleNamespace(**{**vars(_fake_calibration(1.0)), "seconds": 735.0})
     monkeypatch.setattr(calibration, "measured", lambda *a, **kw: starved)
     seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
@@ -168,12 +187,12 @@ def test_estimates_use_the_calibration_then_finished_stages(tiny, tmp_path, monk
     # finished stages measured here replace the calibration: their median rate, overhead and decode step time
     for r in (1e9, 3e9, 2e9):
         estimate.add_record({"flops_per_s": r, "overhead_s": 12.0}, "train", "tiny-random", "cpu")
-    estimate.add_record({"seconds": 4e9 / 4e9 + 40 * 0.05, "flops": 4e9, "steps": 40, "overhead_s": 5.0}, "generate",
+    estimate.add_record({"seconds": 4e9 / 2e9 + 40 * 0.05, "flops": 4e9, "steps": 40, "overhead_s": 5.0}, "generate",
                         "tiny-random", "cpu")
     seconds, source = estimate.estimate_stage(train, config.run_dir, cache)
     assert seconds == pytest.approx(12.0 + work.flops / 2e9) and source.startswith("measured: median of 3")
     g_seconds, g_source = estimate.estimate_stage(gen, config.run_dir, cache)
-    assert g_seconds == pytest.approx(5.0 + gwork.flops / 4e9 + gwork.steps * 0.05)
+    assert g_seconds == pytest.approx(5.0 + gwork.flops / 2e9 + gwork.steps * 0.05)
     assert "50 ms per decode step" in g_source
     # a stage that shared the machine (others took 60% of the CPUs) is kept but left out of the median
     estimate.add_record({"flops_per_s": 0.1e9, "overhead_s": 90.0, "others_cpu_share": 0.6}, "train", "tiny-random",

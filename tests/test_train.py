@@ -284,7 +284,7 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     from tracekd import calibration
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
-    assert calibration.measured("tiny-random", "cpu") is None
+    assert not (tmp_path / "cache" / "calibration").exists()
     out = train(tiny(rows_file, tmp_path / "a", max_steps=1, precision="auto"), log=lambda *_: None)
     m = json.loads((out / "manifest.json").read_text())
     cal = m["resolved"]["calibration"]
@@ -293,8 +293,14 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     assert len(cal["bf16_speedups"]) >= 2  # paired timings, decided by their median and the every-pair rule
     assert m["resolved"]["precision"] == cal["precision"] == calibration.decide_from_speedups(cal["bf16_speedups"])[0]
     assert cal["seconds"] > 0 and cal["torch_version"] == m["versions"]["torch"]
-    cached = calibration.measured("tiny-random", "cpu")
+    # both of tiny-random's layers, then one: a layer's time, and a decoding step's for dry-run estimates
+    assert cal["probe"].endswith("one layer's time from 2 vs 1 layers") and cal["decode_step_s"] > 0
+    # kept per probe shape: training's micro-batch (4 rows here), rounded up to a power of two
+    assert cal["probe_rows"] * (cal["tokens_per_pass"] // cal["probe_rows"]) == cal["tokens_per_pass"]
+    shape = (cal["probe_rows"], cal["tokens_per_pass"] // cal["probe_rows"])
+    cached = calibration.measured("tiny-random", "cpu", probe=shape)
     assert cached is not None and cached.to_dict() == cal
+    assert calibration.nearest("tiny-random", "cpu", tokens=10_000).to_dict() == cal
     # a second run reuses the cached measurement (same figures, no new file)
     out2 = train(tiny(rows_file, tmp_path / "b", max_steps=1, precision="auto"), log=lambda *_: None)
     assert json.loads((out2 / "manifest.json").read_text())["resolved"]["calibration"] == cal
@@ -351,7 +357,7 @@ def test_precision_decision_from_paired_timings(fp32_s, bf16_s, chosen):
 
 
 def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path, monkeypatch):
-    """probe_layers=1 of tiny-random's 2 layers: the model keeps its layers, figures are for the whole student."""
+    """1 of tiny-random's 2 layers: the model keeps its layers, figures are for the whole student."""
     import torch
 
     from tracekd import calibration
@@ -361,15 +367,21 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     model = _lora_tiny()
     layers = base_causal_lm(model).model.layers
     before = [p.detach().clone() for p in model.parameters()]
-    cal = calibration.calibrate_training(model, "tiny-random", [40, 30, 50], loss=completion_loss, probe_layers=1,
+    cal = calibration.calibrate_training(model, "tiny-random", [40, 30, 50], rows=2, loss=completion_loss, layers=1,
                                          pairs=2)
     assert base_causal_lm(model).model.layers is layers and len(layers) == 2
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
-    assert cal.probe == "2 x 40 tokens, 1 of 2 decoder layers, loss on 10 positions per row"
-    assert cal.tokens_per_pass == 80 and len(cal.bf16_speedups) == 2 and cal.fp32_tokens_per_s > 0
+    # 2 rows of median 40 tokens: a 128-token micro-batch (the power of two above 80) in 2 rows of 64
+    assert cal.probe == "2 x 64 tokens, 1 of 2 decoder layers, loss on 16 positions per row"
+    assert cal.tokens_per_pass == 128 and cal.probe_rows == 2
+    assert cal.decode_step_s is None  # a one-layer slice has no second slice to take a layer's time from
+    assert len(cal.bf16_speedups) == 2 and cal.fp32_tokens_per_s > 0
     assert cal.precision == calibration.decide_from_speedups(cal.bf16_speedups)[0]
-    assert calibration.measured("tiny-random", "cpu", threads=torch.get_num_threads()) == cal
+    threads = torch.get_num_threads()
+    assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64)) == cal
+    assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(1, 512)) is None  # another shape
+    assert calibration.nearest("tiny-random", "cpu", tokens=512, threads=threads) == cal  # the closest one cached
 
 
 def test_time_pairs_alternates_the_order_and_stops_at_the_budget():
@@ -392,6 +404,8 @@ def test_calibration_cache_is_keyed_by_machine_torch_and_student(tmp_path, monke
     assert a != calibration.cache_path("tiny-random", "cpu") and a != calibration.cache_path("smollm2-135m", "cpu",
                                                                                                "generate")
     assert a != calibration.cache_path("smollm2-135m", "cpu", threads=99)
+    assert a != calibration.cache_path("smollm2-135m", "cpu", probe=(1, 512)) != calibration.cache_path(
+        "smollm2-135m", "cpu", probe=(2, 256))  # one measurement per probe shape
     monkeypatch.setattr(calibration, "torch_version", lambda: "0.0.1")
     assert calibration.cache_path("smollm2-135m", "cpu") != a
     monkeypatch.setattr(calibration, "cpu_identity", lambda: {"cpu_model": "Other CPU", "cpu_flags": "",

@@ -4,11 +4,14 @@ Whether bf16 pays off on a CPU depends on the chip (AMX tiles, AVX512-BF16 or ne
 build and the model's shapes; machines of this project's kind differ (bf16 was 4.5x faster for a
 matmul on one, 10x slower for a training step on another). So ``precision: auto`` on CPU measures:
 a few forward+backward passes of the already-loaded student (with its LoRA adapter and training's own
-loss) on a short batch of the data's median length, in pairs (fp32 then bf16, then bf16 then fp32, ...),
-and picks bf16 only when it is clearly and consistently faster (:func:`decide_from_timings`: the
+loss) on a micro-batch shaped like training's (:func:`probe_batch`: the memory plan's rows per micro-batch
+of the data's median length, rounded up to a power of two of at most :data:`PROBE_MAX_TOKENS` tokens), in
+pairs (fp32 then bf16, then bf16 then fp32, ...), and picks bf16 only when it is clearly and consistently faster (:func:`decide_from_timings`: the
 median of the per-pair speed-ups at least :data:`BF16_MARGIN`, and no pair where float32 won; a tie
-keeps float32, the exact reference). The result is cached per (CPU model, CPU flags, torch version,
-threads, student) in ``$TRACEKD_CACHE/calibration/``; another machine or torch build measures again.
+keeps float32, the exact reference). The shape matters: on this project's AMX machine bf16 autocast was
+1.03x float32 on 96-token rows and 1.29x on CoTemp's ~450-token rows (full student). The result is cached
+per (CPU model, CPU flags, torch version, threads, student, probe shape) in ``$TRACEKD_CACHE/calibration/``;
+another machine or torch build measures again.
 
 ``measured(student, device)`` reads that cache without importing torch (dry-run estimates use it);
 ``calibrate_training`` / ``calibrate_generation`` run the measurement and write the cache.
@@ -38,12 +41,19 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 3
-#: decoder layers the training probe runs (a proportional slice of the student, see :func:`calibrate_training`)
-TRAIN_PROBE_LAYERS = 6
+TRAIN_PROBE_VERSION = 4  # 4: a micro-batch shaped like training's (was 1-2 rows of at most 96 tokens)
+#: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
+PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
+#: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);
+#: 1152 keeps a calibration near 1.2 s on this project's 2-core machine at every probe size
+PROBE_LAYER_TOKENS = 1152
+#: at most this many decoder layers in the probe
+TRAIN_PROBE_LAYERS = 8
+#: the decoding probe: rows and prompt tokens before the timed steps
+DECODE_ROWS, DECODE_PROMPT = 8, 32
 #: timed (fp32, bf16) pairs of the training probe, after one warm-up pass each, and the wall-time budget
 #: after which no further pair starts (at least 2 pairs always run)
-TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 1.2
+TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 0.8
 
 KINDS = ("train", "generate")
 
@@ -56,8 +66,10 @@ class Calibration:
     device: str = field(metadata={"help": "cpu (only CPUs are calibrated; CUDA picks bf16/fp16 by support)"})
     kind: str = field(metadata={"help": "train (forward+backward) or generate (greedy decoding)"})
     precision: str = field(metadata={"help": "the number format chosen: fp32 or bf16"})
-    fp32_tokens_per_s: float = field(metadata={"help": "measured tokens/s in float32"})
-    bf16_tokens_per_s: float = field(metadata={"help": "measured tokens/s in bf16 (autocast for training)"})
+    fp32_tokens_per_s: float = field(metadata={
+        "help": "measured tokens/s in float32 (train: forward+backward through all the student's decoder layers)"})
+    bf16_tokens_per_s: float = field(metadata={
+        "help": "measured tokens/s in bf16 (train: under autocast, float32's times the median speed-up)"})
     reason: str = field(metadata={"help": "why this format was chosen, in words"})
     tokens_per_pass: int = field(metadata={"help": "tokens in the measured batch (rows x length)"})
     seconds: float = field(metadata={"help": "wall time of the whole calibration"})
@@ -72,6 +84,12 @@ class Calibration:
         "help": "train only: fp32 seconds / bf16 seconds of each timed pair (the decision uses their median)"})
     probe: str = field(default="", metadata={
         "help": "train only: what one timed pass ran (rows x tokens, decoder layers, loss positions)"})
+    probe_rows: int = field(default=1, metadata={
+        "help": "train only: rows of the probe micro-batch (tokens_per_pass / probe_rows tokens each)"})
+    decode_step_s: float | None = field(default=None, metadata={
+        "help": "train only: seconds of one greedy decoding step of the whole student (no adapter, float32) for "
+                "DECODE_ROWS rows after DECODE_PROMPT prompt tokens, from the same two slices; dry runs use it "
+                "for generation before a generate stage has finished here"})
     version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
 
     @property
@@ -212,8 +230,10 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None) -> Path | None:
-    """Where the calibration of ``student`` on this machine lives (None without torch)."""
+def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None,
+               probe: tuple[int, int] | None = None) -> Path | None:
+    """Where the calibration of ``student`` on this machine lives (None without torch); a training
+    calibration is kept per probe shape ``(rows, length)`` (:func:`probe_batch`)."""
     tv = torch_version()
     if tv is None:
         return None
@@ -222,33 +242,57 @@ def cache_path(student: str, device: str, kind: str = "train", *, threads: int |
     key = "|".join([str(CALIBRATION_VERSION), ident["cpu_model"], ident["cpu_flags_digest"], tv, str(threads),
                     student, device, kind])
     if kind == "train":
-        key += f"|probe{TRAIN_PROBE_VERSION}"
+        key += f"|probe{TRAIN_PROBE_VERSION}|{probe or ''}"
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
     return students.cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
-def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None) \
-        -> Calibration | None:
+def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None,
+             probe: tuple[int, int] | None = None) -> Calibration | None:
     """The cached calibration of ``student`` on ``device`` for this machine and torch build, or None.
 
-    Never measures and never imports torch: callers that need a number now (dry-run estimates) fall
-    back to their own rule when this is None.
+    ``probe`` is the training probe's shape (:func:`probe_batch`). Never measures and never imports
+    torch: callers that need a number now (dry-run estimates) fall back to their own rule when this is None.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    path = cache_path(student, device, kind, threads=threads)
+    return _read(cache_path(student, device, kind, threads=threads, probe=probe))
+
+
+def _read(path: Path | None) -> Calibration | None:
     if path is None or not path.is_file():
         return None
     try:
-        obj = read_json(path)
-        cal = Calibration(**obj)
+        cal = Calibration(**read_json(path))
     except Exception:  # noqa: BLE001 - a damaged cache entry is measured again
         return None
     return cal if cal.version == CALIBRATION_VERSION else None
 
 
+def nearest(student: str, device: str = "cpu", *, tokens: int, threads: int | None = None) -> Calibration | None:
+    """The cached training calibration of ``student`` on this machine whose probe is closest to ``tokens``
+    per pass (dry runs use it when none was measured at their own shape), or None."""
+    some = cache_path(student, device, "train", threads=threads)
+    if some is None or not some.parent.is_dir():
+        return None
+    found = []
+    for path in some.parent.glob(some.name.rsplit("-", 1)[0] + "-*.json"):
+        cal = _read(path)
+        # its own key (this machine, torch build, threads, probe version and shape) names the file
+        if cal is not None and cal.probe and path == cache_path(student, device, "train", threads=threads,
+                                                                probe=_shape(cal)):
+            found.append(cal)
+    return min(found, key=lambda c: (abs(c.tokens_per_pass - tokens), c.tokens_per_pass), default=None)
+
+
+def _shape(cal: Calibration) -> tuple[int, int]:
+    rows = max(1, cal.probe_rows)
+    return rows, cal.tokens_per_pass // rows
+
+
 def _store(cal: Calibration) -> None:
-    path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads)
+    path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads,
+                      probe=_shape(cal) if cal.kind == "train" else None)
     if path is not None:
         with contextlib.suppress(OSError):
             write_json(path, cal.to_dict())
@@ -258,8 +302,9 @@ def _store(cal: Calibration) -> None:
 
 
 def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-               min_pairs: int = 2) -> dict[str, list[float]]:
-    """Wall times of each callable, timed in rounds after one warm-up each; the order alternates every round.
+               min_pairs: int = 2, warm_up: bool = True) -> dict[str, list[float]]:
+    """Wall times of each callable, timed in rounds after one warm-up each (unless not ``warm_up``); the order
+    alternates every round.
 
     Round 0 runs a then b, round 1 b then a, ... so a drift of the machine's load hits both alike.
     No new round starts once ``budget_s`` has passed (counted from the first warm-up) and ``min_pairs``
@@ -272,7 +317,7 @@ def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS,
     names = list(runs)
     times: dict[str, list[float]] = {name: [] for name in names}
     t_end = time.monotonic() + budget_s
-    for fn in runs.values():  # warm-up: kernels, oneDNN primitives, allocator
+    for fn in runs.values() if warm_up else ():  # warm-up: kernels, oneDNN primitives, allocator
         fn()
     for i in range(pairs):
         if i >= min_pairs and time.monotonic() > t_end:
@@ -284,66 +329,93 @@ def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS,
     return times
 
 
-def probe_batch(lengths: list[int], *, max_tokens: int = 96, max_rows: int = 2) -> tuple[int, int]:
-    """(rows, length) of the calibration batch: the data's median length, capped so a pass stays short.
+def probe_batch(lengths: list[int], rows: int = 1) -> tuple[int, int]:
+    """(rows, length) of the calibration micro-batch: shaped like training's, in few enough tokens to be quick.
 
-    >>> probe_batch([100, 300, 200, 250])
-    (1, 96)
-    >>> probe_batch([40, 30, 50])
-    (2, 40)
+    Training's micro-batch is ``rows`` rows of about the data's median length; the probe has the
+    power of two at or above that many tokens (within :data:`PROBE_MIN_TOKENS` .. :data:`PROBE_MAX_TOKENS`),
+    split into as many of those rows as fit whole. The shape is part of the cache key, so data of
+    similar shape shares one measurement.
+
+    >>> probe_batch([452, 600, 300])            # CoTemp rows one per micro-batch
+    (1, 512)
+    >>> probe_batch([150, 180, 210], rows=4)     # bAbI rows four per micro-batch: 512 tokens in 2 rows
+    (2, 256)
+    >>> probe_batch([40, 30, 50], rows=2)
+    (2, 64)
     >>> probe_batch([])
-    (1, 96)
+    (1, 512)
     """
     if not lengths:
-        return 1, max_tokens
-    med = sorted(lengths)[len(lengths) // 2]
-    length = max(8, min(med, max_tokens))
-    rows = max(1, min(max_rows, max_tokens // length))
-    return rows, length
+        return 1, PROBE_MAX_TOKENS
+    med = max(1, sorted(lengths)[len(lengths) // 2])
+    tokens = PROBE_MIN_TOKENS
+    while tokens < min(PROBE_MAX_TOKENS, med * max(1, rows)):
+        tokens *= 2
+    n = max(1, min(rows, tokens // med))
+    return n, tokens // n
+
+
+def probe_layers(tokens: int, n_layers: int) -> int:
+    """Decoder layers the probe runs for ``tokens`` per pass: :data:`PROBE_LAYER_TOKENS` / tokens, within 1..n.
+
+    >>> probe_layers(512, 30), probe_layers(256, 30), probe_layers(64, 30), probe_layers(512, 2)
+    (2, 4, 8, 2)
+    """
+    return max(1, min(n_layers, TRAIN_PROBE_LAYERS, round(PROBE_LAYER_TOKENS / max(1, tokens))))
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: int | None = None,
+def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1, vocab_size: int | None = None,
                        refresh: bool = False, seed: int = 0, loss: Callable | None = None,
                        pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-                       probe_layers: int = TRAIN_PROBE_LAYERS) -> Calibration:
+                       layers: int | None = None) -> Calibration:
     """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
 
     The already-loaded training model is measured (no second load). ``lengths`` are the token counts
-    of the rows to be trained (the probe batch has their median length, capped, see
+    of the rows to be trained and ``rows`` the rows per micro-batch (the probe's shape follows them, see
     :func:`probe_batch`); ``loss(model, inputs)`` is training's loss (default: the model's own), so
     the probe does the work a training step does. To stay short, a pass runs a proportional slice of
-    the student: its first ``probe_layers`` decoder layers (of n) and the loss on the same share of
-    the completion positions, so the mix of layer and LM-head work is the whole student's; the
-    tokens/s figures are scaled to the whole student (time x n / layers). One warm-up pass each, then up to ``pairs``
-    paired timings within ``budget_s`` (:func:`time_pairs`), decided by :func:`decide_from_timings`.
+    the student: its first ``layers`` decoder layers of n (default :func:`probe_layers`) and the loss on the same share of
+    the completion positions, so the mix of layer and LM-head work is the whole student's. One warm-up
+    pass each, then up to ``pairs`` paired timings within ``budget_s`` (:func:`time_pairs`), decided by
+    :func:`decide_from_timings`.
+
+    The tokens/s figures are for the whole student's decoder layers: two more float32 passes through half
+    the slice's layers give the time of one layer (the difference; a pass also pays for the embedding,
+    the loss and autograd, which do not grow with depth, and scaling the whole pass by n / layers
+    counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
+    times the median speed-up. Dry-run estimates turn them into a FLOP rate of the layers
+    (:func:`tracekd.experiment.estimate.rate_for`).
     Uses the cache unless ``refresh``; gradients made here are cleared afterwards, and the random
     stream training draws from is left as it was. ``seconds`` is the wall time of the measurement.
     """
     import torch
 
     threads = torch.get_num_threads()
-    if not refresh and (hit := measured(student, "cpu", "train", threads=threads)) is not None:
+    rows, length = probe_batch(lengths, rows)
+    if not refresh and (hit := measured(student, "cpu", "train", threads=threads, probe=(rows, length))) is not None:
         return hit
     t0 = time.monotonic()
-    rows, length = probe_batch(lengths)
     vocab = vocab_size or int(model.config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (rows, length), generator=gen)
     decoder = getattr(runtime.base_causal_lm(model), "model", None)
     all_layers = getattr(decoder, "layers", None)
     n_layers = len(all_layers) if isinstance(all_layers, torch.nn.ModuleList) else 0
-    k_layers = min(n_layers, max(1, probe_layers)) if n_layers else 0
+    k_layers = min(n_layers, max(1, layers or probe_layers(rows * length, n_layers))) if n_layers else 0
     share = k_layers / n_layers if n_layers else 1.0
     completion = max(1, round((length - length // 2) * share))  # the second half of a row, times the share
     labels = ids.clone()
     labels[:, : length - completion] = -100  # completion-only loss, as in training
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    half = k_layers // 2  # the second slice, for the time of one layer
     probe = (f"{rows} x {length} tokens, " + (f"{k_layers} of {n_layers} decoder layers, " if n_layers else "")
-             + f"loss on {completion} positions per row")
+             + f"loss on {completion} positions per row" + (f"; one layer's time from {k_layers} vs {half} layers"
+                                                           if half else ""))
     loss_fn = loss or (lambda m, batch: m(**batch).loss)
     was_training = model.training
     model.train()
@@ -361,6 +433,12 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
             decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
             times = time_pairs({"fp32": step(False), "bf16": step(True)}, pairs=pairs, budget_s=budget_s)
+            if half:  # the same passes through half the layers (kernels already warm)
+                decoder.layers = torch.nn.ModuleList(list(all_layers)[:half])
+                fewer = time_pairs({"fp32": step(False)}, pairs=2, budget_s=0.0, warm_up=False)["fp32"]
+                decode = {half: _decode_step_s(model, vocab, gen)}
+                decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
+                decode[k_layers] = _decode_step_s(model, vocab, gen)
     finally:
         if n_layers:
             decoder.layers = all_layers
@@ -368,8 +446,17 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
         model.train(was_training)
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
-    # the slice did `share` of the whole student's work on these tokens
-    fp32, bf16 = tokens * share / _median(times["fp32"]), tokens * share / _median(times["bf16"])
+    # the fastest pass of each is the least disturbed by the machine's other work
+    per_layer = (min(times["fp32"]) - min(fewer)) / (k_layers - half) if half else 0.0
+    if per_layer > 0:
+        fp32 = tokens / (per_layer * n_layers)
+    else:  # a one-layer slice, or a difference lost in noise: the slice's time scaled up (errs slow)
+        fp32 = tokens * share / min(times["fp32"])
+    bf16 = fp32 * _median(speedups)
+    decode_step = None
+    if half and None not in decode.values():  # a step's fixed part (embedding, head, argmax) plus every layer's
+        layer_step = max(0.0, (decode[k_layers] - decode[half]) / (k_layers - half))
+        decode_step = round(decode[half] + (n_layers - half) * layer_step, 5)
     identity = cpu_identity()
     calibration = Calibration(student=student, device="cpu", kind="train", precision=precision,
                               fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
@@ -377,9 +464,40 @@ def calibrate_training(model, student: str, lengths: list[int], *, vocab_size: i
                               cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
                               threads=threads, torch_version=torch_version() or str(torch.__version__),
                               measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups],
-                              probe=probe)
+                              probe=probe, probe_rows=rows, decode_step_s=decode_step)
     _store(calibration)
     return calibration
+
+
+def _decode_step_s(model, vocab: int, gen, steps: int = 3) -> float | None:
+    """Seconds of one greedy decoding step of ``model`` without its adapter (as a merged one runs), in float32:
+    :data:`DECODE_ROWS` rows after a :data:`DECODE_PROMPT`-token prompt, one token each through the key/value
+    cache; the fastest of ``steps`` steps after a first one. None when the model cannot be stepped this way
+    (the figure only informs dry-run estimates; training goes on without it)."""
+    import torch
+
+    lm = runtime.base_causal_lm(model)
+    ids = torch.randint(0, vocab, (DECODE_ROWS, DECODE_PROMPT), generator=gen)
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        with torch.inference_mode(), (model.disable_adapter() if hasattr(model, "disable_adapter")
+                                      else contextlib.nullcontext()):
+            out = lm(input_ids=ids, use_cache=True, logits_to_keep=1)
+            for _ in range(steps + 1):
+                t0 = time.perf_counter()
+                token = out.logits[:, -1:].argmax(-1)
+                # transformers 5 names the key/value cache `cache`, 4.x `past_key_values`
+                kept = {"cache": out.cache} if getattr(out, "cache", None) is not None else \
+                    {"past_key_values": out.past_key_values}
+                out = lm(input_ids=token, use_cache=True, **kept)
+                times.append(time.perf_counter() - t0)
+    except Exception:  # noqa: BLE001 - an architecture without a key/value cache, or another forward signature
+        return None
+    finally:
+        model.train(was_training)
+    return min(times[1:])
 
 
 def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], student: str, *,
@@ -413,12 +531,13 @@ def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], stu
 def explain() -> str:
     """How ``precision: auto`` decides (for ``tracekd train --explain``)."""
     return ("precision auto: on a CUDA GPU bf16 where supported, else fp16. On CPU it is measured, not guessed: "
-            "a few forward+backward passes of the already-loaded student with training's loss on a short batch of "
-            "the data's median length, in float32 and under bf16 autocast (one warm-up each, then up to "
+            "a few forward+backward passes of the already-loaded student with training's loss on a micro-batch "
+            "shaped like training's (rows per micro-batch x the data's median length, rounded up to a power of two "
+            f"of at most {PROBE_MAX_TOKENS} tokens; a slice of the decoder layers keeps it short), in float32 and under bf16 autocast (one warm-up each, then up to "
             f"{TRAIN_PAIRS} back-to-back pairs, about a second; its wall time is printed and recorded); bf16 is "
             f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
             "pair, otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
-            "version, threads and student in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
+            "version, threads, student and probe shape in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
             "(resolved.calibration) and in calibration.json beside the adapter (a resumed run keeps it). "
             "`tracekd generate` on CPU decides the same way, and keeps bf16 only when its greedy outputs equal "
             "float32's on probe prompts. --precision fp32|bf16 overrides.")

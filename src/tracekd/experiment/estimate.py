@@ -124,6 +124,7 @@ class TrainWork:
     steps: int
     micro_batch: int
     checkpointing: bool
+    median_tokens: int = 0  # of a row: with micro_batch, the shape the calibration probes (calibration.probe_batch)
 
 
 def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_accum: int = 1, micro_batch: int | None = None,
@@ -150,6 +151,7 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
     """
     if not rows:
         return TrainWork(0.0, 0.0, 0, micro_batch or batch_size, checkpointing)
+    median = sorted(n for n, _ in rows)[len(rows) // 2]
     micro = max(1, micro_batch or batch_size)
     per_step = max(1, batch_size * grad_accum)
     steps_per_epoch = math.ceil(len(rows) / per_step)
@@ -183,8 +185,9 @@ def train_work(d: Dims, rows: list[tuple[int, int]], *, batch_size: int, grad_ac
     if max_steps:
         mean_step = statistics.fmean(step_flops)
         return TrainWork(mean_step * max_steps, real / len(rows) * per_step * max_steps, int(max_steps), micro,
-                         checkpointing)
-    return TrainWork(epoch_flops * epochs, real * epochs, math.ceil(steps_per_epoch * epochs), micro, checkpointing)
+                         checkpointing, median)
+    return TrainWork(epoch_flops * epochs, real * epochs, math.ceil(steps_per_epoch * epochs), micro, checkpointing,
+                     median)
 
 
 @dataclass(frozen=True)
@@ -465,9 +468,12 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
+def rate_for(student: str, device: str, dims: Dims | None, *, probe: tuple[int, int] | None = None,
+             precision: str = "auto") -> Rate | str:
     """The best measured rate for ``student`` on ``device``: finished stages here, else the calibration.
 
+    The calibration measured at ``probe`` (the stage's micro-batch shape, :func:`tracekd.calibration.probe_batch`)
+    is used, else the cached one closest to it; its throughput in ``precision`` (auto: the format it chose).
     Without either, why not (a string). A calibration whose own wall time shows it was starved of the CPU
     (over :data:`CALIBRATION_MAX_S`; it is meant to take a few seconds) is not used.
     """
@@ -477,15 +483,20 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
             "CPUs while they ran") if len(train) < len(trained) else ""
     gen = [r for r in _unshared(load_records("generate", student, device)) if r.get("flops") is not None]
     over_g = _median([r.get("overhead_s") for r in gen])
+    cal = None
     if train:
         flops = _median([r["flops_per_s"] for r in train])
         over_t = _median([r.get("overhead_s") for r in train])
         source = (f"measured: median of {len(train)} finished train stage(s) here ({flops / 1e9:.1f} GFLOP/s "
                   f"training, {over_t:.0f} s start/load/save per stage{busy})")
     else:
-        cal = None
+        other_shape = ""
         with contextlib.suppress(Exception):
-            cal = calibration.measured(student, device, "train")
+            cal = calibration.measured(student, device, "train", probe=probe) if probe else None
+            if cal is None:
+                cal = calibration.nearest(student, device,
+                                          tokens=probe[0] * probe[1] if probe else calibration.PROBE_MAX_TOKENS)
+                other_shape = "; measured at another shape than this stage's" if cal is not None and probe else ""
         if cal is None:
             return f"unknown: no measurement of {student} on {device} here (a finished train stage, or the " \
                 "calibration `tracekd train` caches)"
@@ -495,22 +506,40 @@ def rate_for(student: str, device: str, dims: Dims | None) -> Rate | str:
         if dims is None:
             return f"unknown: the shape of {student} is not known here (no config.json in the cache yet)"
 
-        t = int(cal.tokens_per_pass)
-        # the probe: one row of t tokens, loss on its second half; since probe version 2 with training's own
-        # loss (on CPU the LM head on those positions only), before that the model's (head on every position)
-        head = t - t // 2 if getattr(calibration, "TRAIN_PROBE_VERSION", 1) >= 2 else t
-        flops = forward_flops(dims, [t], logit_rows=head) * step_factor(False) * float(cal.tokens_per_s) / t
+        t, rows = int(cal.tokens_per_pass), max(1, int(cal.probe_rows or 1))
+        length = t // rows
+        # the calibration's tokens/s are through the student's decoder layers (forward+backward, rows x length
+        # tokens): the layers' FLOPs (no LM head) over that time are the rate
+        fmt = cal.precision if precision not in ("fp32", "bf16") else precision
+        tps = float(cal.bf16_tokens_per_s if fmt == "bf16" else cal.fp32_tokens_per_s)
+        flops = forward_flops(dims, [length] * rows, logit_rows=0) * step_factor(False) * tps / t
         over_t = ASSUMED_OVERHEAD_S["train"]
-        source = (f"calibration: {cal.tokens_per_s:.0f} tok/s forward+backward on {t}-token rows "
-                  f"({cal.precision}, {cal.cpu_model}, {cal.measured_at[:10]}) = {flops / 1e9:.1f} GFLOP/s by FLOP "
+        source = (f"calibration: {tps:.0f} tok/s forward+backward on {rows} x {length} tokens ({fmt}"
+                  f"{'' if fmt == cal.precision else ' as configured; the calibration chose ' + cal.precision}, "
+                  f"{cal.cpu_model}, {cal.measured_at[:10]}{other_shape}) = {flops / 1e9:.1f} GFLOP/s by FLOP "
                   f"count; assumed {over_t:.0f} s start/load/save per stage (no train stage finished here yet)")
-    fwd = flops * step_factor(False)  # forward-only FLOP/s at the training's efficiency
-    steps = _median([max(0.0, (r["seconds"] - r["flops"] / fwd) / r["steps"]) for r in gen if r.get("steps")])
+    # generation's FLOPs run at the training's FLOP rate; a decoding step costs more than its few FLOPs
+    # (a small batch through every layer): that extra comes from finished generate stages, else the calibration
+    steps = _median([max(0.0, (r["seconds"] - r["flops"] / flops) / r["steps"]) for r in gen if r.get("steps")])
     if gen:
         gsource = (f"measured: {len(gen)} finished generate stage(s) here ({(steps or 0) * 1000:.0f} ms per decode "
                    f"step beyond its FLOPs, {over_g:.0f} s start/load per stage); FLOPs at the training rate")
+        return Rate(flops, over_t, over_g, steps, source, gsource)
+    over_g = ASSUMED_OVERHEAD_S["generate"]
+    if cal is None:
+        with contextlib.suppress(Exception):
+            cal = calibration.nearest(student, device, tokens=calibration.PROBE_MAX_TOKENS)
+    decode = getattr(cal, "decode_step_s", None) if cal is not None else None
+    if decode and dims is not None:
+        one = generate_work(dims, [calibration.DECODE_PROMPT] * calibration.DECODE_ROWS, [2] * calibration.DECODE_ROWS,
+                            batch_size=calibration.DECODE_ROWS)
+        per_step = one.flops - forward_flops(dims, [calibration.DECODE_PROMPT] * calibration.DECODE_ROWS,
+                                             logit_rows=calibration.DECODE_ROWS)  # the one decode step's FLOPs
+        steps = max(0.0, float(decode) - per_step / flops)
+        gsource = (f"calibration: {float(decode) * 1000:.0f} ms per decoding step of {calibration.DECODE_ROWS} rows "
+                   f"({steps * 1000:.0f} ms beyond its FLOPs); FLOPs at the training rate; assumed {over_g:.0f} s "
+                   "start/load per stage (no generate stage finished here yet)")
     else:
-        over_g = ASSUMED_OVERHEAD_S["generate"]
         gsource = (f"FLOPs at the training rate, no per-step cost (no generate stage finished here yet: a low "
                    f"bound); assumed {over_g:.0f} s start/load per stage")
     return Rate(flops, over_t, over_g, steps, source, gsource)
@@ -687,7 +716,11 @@ def estimate_stage(stage, run_dir: Path, cache: dict, device: str = "cpu") -> tu
         work, dims, notes = train_stage_work(stage, run_dir, cache, device)
     else:
         work, dims, notes = generate_stage_work(stage, run_dir, cache)
-    rate = rate_for(student, device, dims or student_dims(student)[0])
+    settings = dict(stage.spec.get("settings") or {})
+    probe = (calibration.probe_batch([work.median_tokens], work.micro_batch)
+             if kind == "train" and work is not None and work.median_tokens else None)
+    rate = rate_for(student, device, dims or student_dims(student)[0], probe=probe,
+                    precision=str(_setting(settings, TrainConfig, "precision")) if kind == "train" else "auto")
     if isinstance(rate, str):
         return None, rate
     if work is None:
@@ -695,8 +728,8 @@ def estimate_stage(stage, run_dir: Path, cache: dict, device: str = "cpu") -> tu
     cache.setdefault(("notes", kind), set()).update(notes)
     if kind == "train":
         return rate.train_overhead_s + work.flops / rate.flops_per_s, rate.source
-    fwd = rate.flops_per_s * step_factor(False)
-    return (rate.generate_overhead_s + work.flops / fwd + work.steps * (rate.step_s or 0.0)), rate.generate_source
+    return (rate.generate_overhead_s + work.flops / rate.flops_per_s + work.steps * (rate.step_s or 0.0)), \
+        rate.generate_source
 
 
 # --------------------------------------------------------------------------- recording finished stages

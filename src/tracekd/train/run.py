@@ -294,10 +294,11 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
 
 
 def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized],
-                 head_on_completion: bool = False):
+                 head_on_completion: bool = False, rows: int = 1):
     """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes).
 
-    The probe uses training's loss (the LM head on completion positions when training does).
+    The probe uses training's loss (the LM head on completion positions when training does) on micro-batches
+    of ``rows`` rows (the memory plan's).
     """
     path = out / "calibration.json"
     if last_ckpt is not None and path.is_file():
@@ -305,7 +306,7 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
             return Calibration(**json.loads(path.read_text(encoding="utf-8")))
         except (TypeError, ValueError):
             pass
-    cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept],
+    cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept], rows=rows,
                              loss=completion_loss if head_on_completion else None)
     if _main_process():
         write_json(path, cal.to_dict())
@@ -545,7 +546,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     cal = None
     if device == "cpu" and cfg.compute.precision == "auto":
         cal = _calibration(run.out, resume_from, model, cfg.model.student, data.kept,
-                           head_on_completion and supports(model))
+                           head_on_completion and supports(model), rows=mem_plan.per_device_train_batch_size)
         precision = runtime.precision(cfg.compute.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
