@@ -284,6 +284,7 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     from tracekd import calibration
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)  # cached however busy the machine running the tests
     assert not (tmp_path / "cache" / "calibration").exists()
     out = train(tiny(rows_file, tmp_path / "a", max_steps=1, precision="auto"), log=lambda *_: None)
     m = json.loads((out / "manifest.json").read_text())
@@ -364,6 +365,7 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     from tracekd.train.loss import base_causal_lm, completion_loss
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)  # cached however busy the machine running the tests
     model = _lora_tiny()
     layers = base_causal_lm(model).model.layers
     before = [p.detach().clone() for p in model.parameters()]
@@ -382,6 +384,22 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64)) == cal
     assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(1, 512)) is None  # another shape
     assert calibration.nearest("tiny-random", "cpu", tokens=512, threads=threads) == cal  # the closest one cached
+
+
+def test_a_calibration_starved_by_other_processes_is_used_but_not_cached(tmp_path, monkeypatch):
+    import torch
+
+    from tracekd import calibration
+    from tracekd.experiment.machine_load import LoadMeter
+    from tracekd.train.loss import completion_loss
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    monkeypatch.setattr(LoadMeter, "others_share", lambda self: 0.6)  # others took 60% of the CPUs meanwhile
+    cal = calibration.calibrate_training(_lora_tiny(), "tiny-random", [40, 30, 50], rows=2, loss=completion_loss,
+                                         pairs=2)
+    assert cal.others_cpu_share == 0.6 and cal.precision in ("fp32", "bf16")
+    assert calibration.measured("tiny-random", "cpu", threads=torch.get_num_threads(), probe=(2, 64)) is None
+    assert not (tmp_path / "calibration").exists()
 
 
 def test_time_pairs_alternates_the_order_and_stops_at_the_budget():

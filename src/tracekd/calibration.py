@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import runtime, students
+from .experiment.machine_load import MAX_OTHERS_SHARE, LoadMeter
 from .io import read_json, write_json
 
 #: bf16 must be at least this much faster than float32 to be chosen (float32 is the exact reference)
@@ -90,6 +91,9 @@ class Calibration:
         "help": "train only: seconds of one greedy decoding step of the whole student (no adapter, float32) for "
                 "DECODE_ROWS rows after DECODE_PROMPT prompt tokens, from the same two slices; dry runs use it "
                 "for generation before a generate stage has finished here"})
+    others_cpu_share: float | None = field(default=None, metadata={
+        "help": "share of the CPUs other processes took while it measured (/proc/stat; over MAX_OTHERS_SHARE it "
+                "is used for the run that measured it but not cached)"})
     version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
 
     @property
@@ -291,6 +295,10 @@ def _shape(cal: Calibration) -> tuple[int, int]:
 
 
 def _store(cal: Calibration) -> None:
+    """Cache ``cal`` for this machine - unless other processes took so much of the CPUs while it measured
+    that its figures say more about them than about the machine (it is measured again next time)."""
+    if (cal.others_cpu_share or 0.0) > MAX_OTHERS_SHARE:
+        return
     path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads,
                       probe=_shape(cal) if cal.kind == "train" else None)
     if path is not None:
@@ -399,7 +407,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     rows, length = probe_batch(lengths, rows)
     if not refresh and (hit := measured(student, "cpu", "train", threads=threads, probe=(rows, length))) is not None:
         return hit
-    t0 = time.monotonic()
+    t0, meter = time.monotonic(), LoadMeter.start()
     vocab = vocab_size or int(model.config.vocab_size)
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab, (rows, length), generator=gen)
@@ -464,7 +472,8 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
                               cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
                               threads=threads, torch_version=torch_version() or str(torch.__version__),
                               measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups],
-                              probe=probe, probe_rows=rows, decode_step_s=decode_step)
+                              probe=probe, probe_rows=rows, decode_step_s=decode_step,
+                              others_cpu_share=meter.others_share())
     _store(calibration)
     return calibration
 
@@ -508,7 +517,7 @@ def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], stu
     ``bf16``; bf16 is chosen only when it is faster by :data:`BF16_MARGIN` and every text is identical.
     The result is cached for :func:`measured` (kind ``generate``), which ``tracekd generate`` reads.
     """
-    t0 = time.monotonic()
+    t0, meter = time.monotonic(), LoadMeter.start()
     threads = threads or default_threads()
     texts32, tok32, s32 = run("fp32")
     texts16, tok16, s16 = run("bf16")
@@ -523,7 +532,7 @@ def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], stu
                               tokens_per_pass=tok32, seconds=round(time.monotonic() - t0, 3),
                               cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
                               threads=threads, torch_version=torch_version() or "", measured_at=_now(),
-                              outputs_identical=identical)
+                              outputs_identical=identical, others_cpu_share=meter.others_share())
     _store(calibration)
     return calibration
 
