@@ -392,7 +392,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     pass each, then up to ``pairs`` paired timings within ``budget_s`` (:func:`time_pairs`), decided by
     :func:`decide_from_timings`.
 
-    The tokens/s figures are for the whole student's decoder layers: two more float32 passes through half
+    The tokens/s figures are for the whole student's decoder layers: three more float32 passes through half
     the slice's layers give the time of one layer (the difference; a pass also pays for the embedding,
     the loss and autograd, which do not grow with depth, and scaling the whole pass by n / layers
     counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
@@ -443,7 +443,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
             times = time_pairs({"fp32": step(False), "bf16": step(True)}, pairs=pairs, budget_s=budget_s)
             if half:  # the same passes through half the layers (kernels already warm)
                 decoder.layers = torch.nn.ModuleList(list(all_layers)[:half])
-                fewer = time_pairs({"fp32": step(False)}, pairs=2, budget_s=0.0, warm_up=False)["fp32"]
+                fewer = time_pairs({"fp32": step(False)}, pairs=3, budget_s=0.0, min_pairs=3, warm_up=False)["fp32"]
                 decode = {half: _decode_step_s(model, vocab, gen)}
                 decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
                 decode[k_layers] = _decode_step_s(model, vocab, gen)
