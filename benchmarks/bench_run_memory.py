@@ -88,7 +88,7 @@ def training_peaks(run_dir: Path) -> list[tuple[str, float]]:
         dirs.sort(key=lambda d: order.index(d.name) if d.name in order else len(order))
     peaks = []
     for d in dirs:
-        m = d / "manifest.json"
+        m = d / "adapter" / "manifest.json"  # the train stage's adapter folder holds its manifest
         if m.exists():
             peaks.append((d.name, float(json.loads(m.read_text())["memory"]["peak_rss_gb"])))
     return peaks
@@ -133,9 +133,10 @@ def main() -> None:
             for name, gb in peaks:
                 print(f"    {name}: peak RSS {gb:.2f} GiB (its own manifest)")
             if peaks:
-                first = peaks[0][1]
-                print(f"    largest one process / first training's peak: {r['peak_one_gb'] / first:.2f}x; "
-                      f"process tree / first training's peak: {r['peak_tree_gb'] / first:.2f}x", flush=True)
+                largest = max(gb for _, gb in peaks)
+                print(f"    process tree / the largest training's own peak ({largest:.2f} GiB): "
+                      f"{r['peak_tree_gb'] / largest:.2f}x; largest one process / it: "
+                      f"{r['peak_one_gb'] / largest:.2f}x", flush=True)
         if executors != ["local", "subprocess"]:
             return
         same = numbers(Path(tmp) / "local") == numbers(Path(tmp) / "subprocess")
