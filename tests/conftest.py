@@ -29,13 +29,15 @@ sys.path.insert(0, str(Path(__file__).parent))  # `from conftest import BABI` in
 def _private_cache() -> None:
     """Point ``TRACEKD_CACHE`` at a folder of this test session, so tests never write stage records, calibrations
     or teacher answers into the user's cache (they would steer later dry-run estimates and precision choices).
-    The models (``students/``, ``merged/``) and their weight hashes are shared with the real cache by links:
-    they are derived from the packages, identical whoever writes them, and slow to make again."""
+    The models (``students/``, ``merged/``) are shared with the real cache by links and their weight hashes
+    copied: they are derived from the packages, identical whoever writes them, and slow to make again."""
     import atexit
     import shutil
     import tempfile
 
-    real = Path(os.environ.get("TRACEKD_CACHE") or Path.home() / ".cache" / "tracekd").expanduser()
+    from tracekd.students import cache_dir
+
+    real = cache_dir()
     private = Path(tempfile.mkdtemp(prefix="tracekd-test-cache-"))
     atexit.register(shutil.rmtree, private, ignore_errors=True)
     for name in ("students", "merged"):

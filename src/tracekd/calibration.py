@@ -97,6 +97,11 @@ class Calibration:
     version: int = field(default=CALIBRATION_VERSION, metadata={"help": "calibration format version"})
 
     @property
+    def starved(self) -> bool:
+        """Other processes took more than :data:`MAX_OTHERS_SHARE` of the CPUs while it measured."""
+        return (self.others_cpu_share or 0.0) > MAX_OTHERS_SHARE
+
+    @property
     def chosen(self) -> str:
         """The chosen number format (same as ``precision``)."""
         return self.precision
@@ -297,7 +302,7 @@ def _shape(cal: Calibration) -> tuple[int, int]:
 def _store(cal: Calibration) -> None:
     """Cache ``cal`` for this machine - unless other processes took so much of the CPUs while it measured
     that its figures say more about them than about the machine (it is measured again next time)."""
-    if (cal.others_cpu_share or 0.0) > MAX_OTHERS_SHARE:
+    if cal.starved:
         return
     path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads,
                       probe=_shape(cal) if cal.kind == "train" else None)
@@ -486,6 +491,7 @@ def _decode_step_s(model, vocab: int, gen, steps: int = 3) -> float | None:
     import torch
 
     lm = runtime.base_causal_lm(model)
+    cache = runtime.cache_kwarg(lm)
     ids = torch.randint(0, vocab, (DECODE_ROWS, DECODE_PROMPT), generator=gen)
     was_training = model.training
     model.eval()
@@ -497,10 +503,7 @@ def _decode_step_s(model, vocab: int, gen, steps: int = 3) -> float | None:
             for _ in range(steps + 1):
                 t0 = time.perf_counter()
                 token = out.logits[:, -1:].argmax(-1)
-                # transformers 5 names the key/value cache `cache`, 4.x `past_key_values`
-                kept = {"cache": out.cache} if getattr(out, "cache", None) is not None else \
-                    {"past_key_values": out.past_key_values}
-                out = lm(input_ids=token, use_cache=True, **kept)
+                out = lm(input_ids=token, use_cache=True, **{cache: getattr(out, cache)})
                 times.append(time.perf_counter() - t0)
     except Exception:  # noqa: BLE001 - an architecture without a key/value cache, or another forward signature
         return None

@@ -147,6 +147,14 @@ def base_causal_lm(model):
     return m
 
 
+def cache_kwarg(model) -> str:
+    """The keyword ``model.forward`` takes its key/value cache by, and its output names it: ``cache`` in
+    transformers 5, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 # ---------------------------------------------------------------------------------------------
 # rows and prompts
 

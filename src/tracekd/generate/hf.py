@@ -17,7 +17,6 @@ unpadded prompt, and the result is the plain path's up to float rounding (greedy
 from __future__ import annotations
 
 import copy
-import inspect
 from pathlib import Path
 from typing import Sequence
 
@@ -104,8 +103,7 @@ class HFGenerator:
         self.shared_prefix = shared_prefix and supports_prefix_cache(model)
         self._prefix: tuple[int, ...] = ()
         self._prefix_cache = None
-        # transformers >= 5.x names the key/value cache ``cache`` (``past_key_values`` before)
-        self._cache_kwarg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._cache_kwarg = runtime.cache_kwarg(model)
         #: prompt tokens prefilled once per batch instead of once per row (counted for the manifest)
         self.prefix_tokens_saved = 0
         self.tokenizer = tokenizer

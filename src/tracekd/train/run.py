@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 from .. import devices, runtime, students
 from ..calibration import Calibration, calibrate_training
 from ..config import load_config, to_dict
-from ..experiment.machine_load import MAX_OTHERS_SHARE
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
@@ -552,7 +551,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
             f"{cal.seconds:.2f} s)")
-        if (cal.others_cpu_share or 0.0) > MAX_OTHERS_SHARE:
+        if cal.starved:
             log(f"warning: other processes took {cal.others_cpu_share:.0%} of the CPUs while the calibration "
                 "measured: its choice serves this run but is not cached (measured again next time)")
     if head_on_completion and not supports(model):
