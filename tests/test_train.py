@@ -377,7 +377,11 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     # 2 rows of median 40 tokens: a 128-token micro-batch (the power of two above 80) in 2 rows of 64
     assert cal.probe == "2 x 64 tokens, 1 of 2 decoder layers, loss on 16 positions per row"
     assert cal.tokens_per_pass == 128 and cal.probe_rows == 2
-    assert cal.decode_step_s is None  # a one-layer slice has no second slice to take a layer's time from
+    # the decoding probe steps through both layers and one, with the adapter off; it is on again in every layer
+    assert cal.decode_step_s > 0
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    lora = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    assert len(lora) == 6 and not any(m.disable_adapters for m in lora)
     assert len(cal.bf16_speedups) == 2 and cal.fp32_tokens_per_s > 0
     assert cal.precision == calibration.decide_from_speedups(cal.bf16_speedups)[0]
     threads = torch.get_num_threads()

@@ -50,8 +50,10 @@ PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 PROBE_LAYER_TOKENS = 1152
 #: at most this many decoder layers in the probe
 TRAIN_PROBE_LAYERS = 8
-#: the decoding probe: rows and prompt tokens before the timed steps
-DECODE_ROWS, DECODE_PROMPT = 8, 32
+#: the decoding probe: rows, tokens in the key/value cache before the timed steps (the first, untimed step's), and
+#: the deeper of its two slices (a step through one layer is mostly the LM head; eight give a layer's share a
+#: difference well above the noise)
+DECODE_ROWS, DECODE_PROMPT, DECODE_LAYERS = 8, 1, 8
 #: timed (fp32, bf16) pairs of the training probe, after one warm-up pass each, and the wall-time budget
 #: after which no further pair starts (at least 2 pairs always run)
 TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 0.8
@@ -89,7 +91,7 @@ class Calibration:
         "help": "train only: rows of the probe micro-batch (tokens_per_pass / probe_rows tokens each)"})
     decode_step_s: float | None = field(default=None, metadata={
         "help": "train only: seconds of one greedy decoding step of the whole student (no adapter, float32) for "
-                "DECODE_ROWS rows after DECODE_PROMPT prompt tokens, from the same two slices; dry runs use it "
+                "DECODE_ROWS rows, from steps through 1 and DECODE_LAYERS layers; dry runs use it "
                 "for generation before a generate stage has finished here"})
     others_cpu_share: float | None = field(default=None, metadata={
         "help": "share of the CPUs other processes took while it measured (/proc/stat; over MAX_OTHERS_SHARE it "
@@ -394,11 +396,11 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     the probe does the work a training step does. To stay short, a pass runs a proportional slice of
     the student: its first ``layers`` decoder layers of n (default :func:`probe_layers`) and the loss on the same share of
     the completion positions, so the mix of layer and LM-head work is the whole student's. One warm-up
-    pass each, then up to ``pairs`` paired timings within ``budget_s`` (:func:`time_pairs`), decided by
-    :func:`decide_from_timings`.
+    pass each through the smaller slice below (every layer has the same shapes), then up to ``pairs``
+    rounds of paired timings within ``budget_s`` (:func:`time_pairs`), decided by :func:`decide_from_timings`.
 
-    The tokens/s figures are for the whole student's decoder layers: three more float32 passes through half
-    the slice's layers give the time of one layer (the difference; a pass also pays for the embedding,
+    The tokens/s figures are for the whole student's decoder layers: each round also times a float32
+    pass through half the slice's layers, for the time of one layer (the difference; a pass also pays for the embedding,
     the loss and autograd, which do not grow with depth, and scaling the whole pass by n / layers
     counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
     times the median speed-up. Dry-run estimates turn them into a FLOP rate of the layers
@@ -441,17 +443,31 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
             model.zero_grad(set_to_none=True)
         return run
 
+    def through(layers: int, run: Callable[[], None]) -> Callable[[], None]:
+        """``run`` with the decoder cut to its first ``layers`` layers."""
+        def sliced() -> None:
+            decoder.layers = torch.nn.ModuleList(list(all_layers)[:layers])
+            try:
+                run()
+            finally:
+                decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
+        return sliced
+
+    runs = {"fp32": step(False), "bf16": step(True)}
+    if half:  # the same pass through half the layers, for the time of one layer (same kernels: no warm-up)
+        runs["half"] = through(half, step(False))
+    decode: dict[int, float] | None = None
     try:
         if k_layers < n_layers:
             decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
-            times = time_pairs({"fp32": step(False), "bf16": step(True)}, pairs=pairs, budget_s=budget_s)
-            if half:  # the same passes through half the layers (kernels already warm)
-                decoder.layers = torch.nn.ModuleList(list(all_layers)[:half])
-                fewer = time_pairs({"fp32": step(False)}, pairs=3, budget_s=0.0, min_pairs=3, warm_up=False)["fp32"]
-                decode = {half: _decode_step_s(model, vocab, gen)}
-                decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
-                decode[k_layers] = _decode_step_s(model, vocab, gen)
+            # warm-up (kernels, oneDNN primitives, allocator) through the smallest slice: every layer has the
+            # same shapes, so one warms them all
+            for run in (step(False), step(True)):
+                (through(max(1, half), run) if n_layers else run)()
+            times = time_pairs(runs, pairs=pairs, budget_s=budget_s, warm_up=False)
+            if n_layers > 1:
+                decode = _decode_steps(model, vocab, gen, decoder, all_layers, (min(n_layers, DECODE_LAYERS), 1))
     finally:
         if n_layers:
             decoder.layers = all_layers
@@ -460,16 +476,16 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
     # the fastest pass of each is the least disturbed by the machine's other work
-    per_layer = (min(times["fp32"]) - min(fewer)) / (k_layers - half) if half else 0.0
+    per_layer = (min(times["fp32"]) - min(times["half"])) / (k_layers - half) if half else 0.0
     if per_layer > 0:
         fp32 = tokens / (per_layer * n_layers)
     else:  # a one-layer slice, or a difference lost in noise: the slice's time scaled up (errs slow)
         fp32 = tokens * share / min(times["fp32"])
     bf16 = fp32 * _median(speedups)
     decode_step = None
-    if half and None not in decode.values():  # a step's fixed part (embedding, head, argmax) plus every layer's
-        layer_step = max(0.0, (decode[k_layers] - decode[half]) / (k_layers - half))
-        decode_step = round(decode[half] + (n_layers - half) * layer_step, 5)
+    if decode:  # a step's fixed part (embedding, head, argmax) and one layer, plus every further layer's
+        deep = max(decode)
+        decode_step = round(decode[1] + (n_layers - 1) * max(0.0, (decode[deep] - decode[1]) / (deep - 1)), 5)
     identity = cpu_identity()
     calibration = Calibration(student=student, device="cpu", kind="train", precision=precision,
                               fp32_tokens_per_s=round(fp32, 2), bf16_tokens_per_s=round(bf16, 2), reason=reason,
@@ -483,11 +499,13 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     return calibration
 
 
-def _decode_step_s(model, vocab: int, gen, steps: int = 3) -> float | None:
-    """Seconds of one greedy decoding step of ``model`` without its adapter (as a merged one runs), in float32:
-    :data:`DECODE_ROWS` rows after a :data:`DECODE_PROMPT`-token prompt, one token each through the key/value
-    cache; the fastest of ``steps`` steps after a first one. None when the model cannot be stepped this way
-    (the figure only informs dry-run estimates; training goes on without it)."""
+def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int, ...], steps: int = 2) \
+        -> dict[int, float] | None:
+    """Seconds of one greedy decoding step of ``model`` through each slice of its first n decoder layers, without its
+    adapter (as a merged one runs), in float32: :data:`DECODE_ROWS` rows, one token each through the slice's own
+    key/value cache, the slices taking turns; each slice's fastest of ``steps`` steps after a first one, which
+    starts the cache (a prompt would add cost, not accuracy: attention over a few positions is a tiny share of a step). None when the model cannot be stepped this way (the figure only informs
+    dry-run estimates; training goes on without it)."""
     import torch
 
     lm = runtime.base_causal_lm(model)
@@ -495,21 +513,33 @@ def _decode_step_s(model, vocab: int, gen, steps: int = 3) -> float | None:
     ids = torch.randint(0, vocab, (DECODE_ROWS, DECODE_PROMPT), generator=gen)
     was_training = model.training
     model.eval()
-    times = []
+    times: dict[int, list[float]] = {n: [] for n in slices}
+
+    def cut(n: int) -> None:
+        decoder.layers = torch.nn.ModuleList(list(all_layers)[:n])
+
+    cut(max(slices))  # the adapter is switched off, and on again, in exactly these layers (the rest never was)
     try:
         with torch.inference_mode(), (model.disable_adapter() if hasattr(model, "disable_adapter")
                                       else contextlib.nullcontext()):
-            out = lm(input_ids=ids, use_cache=True, logits_to_keep=1)
-            for _ in range(steps + 1):
-                t0 = time.perf_counter()
-                token = out.logits[:, -1:].argmax(-1)
-                out = lm(input_ids=token, use_cache=True, **{cache: getattr(out, cache)})
-                times.append(time.perf_counter() - t0)
+            try:
+                past: dict[int, Any] = {}
+                token = {n: ids for n in slices}
+                for i in range(steps + 1):
+                    for n in slices:
+                        cut(n)
+                        t0 = time.perf_counter()
+                        out = lm(input_ids=token[n], use_cache=True, **({cache: past[n]} if i else {}))
+                        token[n], past[n] = out.logits[:, -1:].argmax(-1), getattr(out, cache)
+                        if i:
+                            times[n].append(time.perf_counter() - t0)
+            finally:
+                cut(max(slices))
     except Exception:  # noqa: BLE001 - an architecture without a key/value cache, or another forward signature
         return None
     finally:
         model.train(was_training)
-    return min(times[1:])
+    return {n: min(t) for n, t in times.items()}
 
 
 def calibrate_generation(run: Callable[[str], tuple[list[str], int, float]], student: str, *,
@@ -546,8 +576,8 @@ def explain() -> str:
             "a few forward+backward passes of the already-loaded student with training's loss on a micro-batch "
             "shaped like training's (rows per micro-batch x the data's median length, rounded up to a power of two "
             f"of at most {PROBE_MAX_TOKENS} tokens; a slice of the decoder layers keeps it short), in float32 and under bf16 autocast (one warm-up each, then up to "
-            f"{TRAIN_PAIRS} back-to-back pairs; then the time of one layer and of one decoding step for dry-run estimates; "
-            "about 2 s in all, printed and recorded); bf16 is "
+            f"{TRAIN_PAIRS} back-to-back pairs, each round with a pass through half the slice for the time of one layer; then "
+            "a few decoding steps for dry-run estimates; about 1.5 s in all, printed and recorded); bf16 is "
             f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
             "pair, otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
             "version, threads, student and probe shape in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
