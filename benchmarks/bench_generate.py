@@ -95,7 +95,9 @@ def main() -> int:
     ap.add_argument("--calibrate", action="store_true",
                     help="measure fp32 vs bf16 generation on these prompts and cache the decision for precision auto")
     a = ap.parse_args()
+    load_start = round(os.getloadavg()[0], 2)
 
+    from tracekd.calibration import bf16_flags, cpu_identity
     from tracekd.generate import GenerateConfig, generate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,6 +167,8 @@ def main() -> int:
 
     t_batched = main_run["seconds"]
     result = {
+        "cpu": cpu_identity()["cpu_model"], "cpus": os.cpu_count(), "bf16_flags": bf16_flags(),
+        "load_avg_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "student": a.student, "adapter": a.adapter, "prompts": len(rows), "batch_size": a.batch_size,
         "max_new_tokens": a.max_new_tokens, "precision": main_run["precision"],
         "tracekd_generate_seconds": round(t_batched, 2), "loop_seconds": round(t_loop, 2),
@@ -183,6 +187,8 @@ def main() -> int:
     print(f"tracekd generate is {result['speedup']:.2f}x faster than a per-example model.generate loop "
           f"({a.student}, {len(rows)} prompts, batch {a.batch_size}, {result['precision']}; "
           f"target >= 5x with an adapter, >= 3x without; outputs identical {result['identical_outputs']})")
+    print(f"CPU: {result['cpu']} ({result['cpus']} CPUs; bf16 flags: {' '.join(result['bf16_flags']) or '-'}); "
+          f"1-minute load average {load_start} at the start, {result['load_avg_1min']['end']} at the end")
     for lever, v in result["levers"].items():
         what = "without shared-prefix prefill" if lever == "shared-prefix" else v["switched"]
         print(f"  {what}: {v['seconds']:.1f} s, {v['speedup_vs_loop']:.2f}x vs the loop "
