@@ -14,6 +14,7 @@ each line says what the lever buys on this machine:
     checkpointing   off on CPU                              vs  on (TRL's default)
     loss            LM head on completion positions         vs  the model's full-logits loss, TRL's fused loss
     micro-batches   each step's rows grouped by length      vs  micro-batches as drawn (more padding)
+    bit-dropout     LoRA dropout masks from 16-bit words    vs  torch's Bernoulli dropout (CPU)
     return-freed-memory  fixed 1 MiB mmap threshold (CPU)    vs  glibc's malloc defaults
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
@@ -75,6 +76,7 @@ LEVERS = {
     "loss-model": lambda chosen: {"loss_implementation": "model"},
     "loss-trl": lambda chosen: {"loss_implementation": "trl"},
     "micro-batches": lambda chosen: {"micro_batches_by_length": False},
+    "bit-dropout": lambda chosen: {"bit_dropout": False},
     "return-freed-memory": lambda chosen: {"return_freed_memory": False},
 }
 #: levers that need glibc's malloc defaults, i.e. must run before any tracekd run changed them

@@ -79,6 +79,8 @@ def test_tiny_random_loss_falls_and_manifest_records_the_run(rows_file, tmp_path
     assert m["resolved"]["precision"] == "fp32" and m["config"]["learning_rate"] == 1e-2
     assert [s for s, _ in m["loss_curve"]] == list(range(1, 9))
     assert "torch" in m["versions"] and "peft" in m["versions"]
+    # CPU: LoRA dropout 0.05 drawn by BitDropout in all 7 x 2 adapted projections of tiny-random
+    assert m["lora"]["dropout_masks"] == "16-bit random words (BitDropout, 14 modules), effective p 0.0500031"
     # each epoch (2 steps of 4 rows) sees every row exactly once
     for epoch in range(4):
         ids = [i for r in log[2 * epoch: 2 * epoch + 2] for i in r["ids"]]

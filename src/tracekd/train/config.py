@@ -160,6 +160,10 @@ class ComputeSettings:
                 "few micro-batches as fit the budget instead of one fixed size. Off by default, by measurement: on "
                 "the CoTemp CPU recipe it peaked at 3.79 GiB against its 3.5 GB budget and ran 6% slower than "
                 "one row per micro-batch (docs/results)"})
+    bit_dropout: bool = field(default=True, metadata={
+        "help": "CPU: LoRA dropout masks from 16-bit random words (tracekd.train.dropout.BitDropout) instead of "
+                "torch's per-element Bernoulli draws, which took ~21% of a bAbI step here; same independent "
+                "per-element masks, p rounded to a multiple of 1/65536 (0.05 -> 0.0500031, recorded in the manifest)"})
     return_freed_memory: bool = field(default=True, metadata={
         "help": "CPU: glibc hands freed activation-sized blocks back to the OS at once (fixed 1 MiB mmap "
                 "threshold), so peak RSS tracks the live tensors; it costs page faults (measured on CoTemp rows, "

@@ -286,6 +286,11 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
     except ValueError as e:
         raise ConfigError(f"LoRA target modules {cfg.model.lora_target_modules} do not fit student "
                           f"{cfg.model.student!r}: {e}") from None
+    from .dropout import BitDropout, use_bit_dropout
+
+    if device == "cpu" and cfg.compute.bit_dropout and use_bit_dropout(model):
+        log(f"LoRA dropout {cfg.model.lora_dropout} drawn from 16-bit random words (bit_dropout; effective p "
+            f"{BitDropout(cfg.model.lora_dropout).effective_p:.7f})")
     targets = _resolved_targets(model)
     missing = [t for t in cfg.model.lora_target_modules if t != "all-linear" and t not in targets]
     if missing:
@@ -619,6 +624,16 @@ def save(run: Setup, data: Data, model: Model, done: Fit, log=print) -> None:
         torch.cuda.empty_cache()
 
 
+def _dropout_masks(model) -> str:
+    """How the LoRA dropout masks were drawn (for the manifest)."""
+    from .dropout import BitDropout
+
+    bits = [m for m in model.modules() if isinstance(m, BitDropout)]
+    if bits:
+        return f"16-bit random words (BitDropout, {len(bits)} modules), effective p {bits[0].effective_p:.7f}"
+    return "torch.nn.Dropout"
+
+
 def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: dict) -> dict:
     cfg, out, args, state = run.config, run.out, done.args, done.trainer.state
     curve = [[o["step"], o["loss"]] for _, o in iter_jsonl(out / LOG_NAME)] if (out / LOG_NAME).exists() else []
@@ -631,6 +646,7 @@ def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: di
         files={"train_file": sha256_file(cfg.paths.train_file)},
         student={**run.student.describe(), "weights_sha256": weights},
         lora={"r": cfg.model.lora_r, "alpha": cfg.model.lora_alpha, "dropout": cfg.model.lora_dropout,
+              "dropout_masks": _dropout_masks(model.model),
               "target_modules_requested": list(cfg.model.lora_target_modules), "target_modules_resolved": model.targets,
               "trainable_parameters": model.trainable, "all_parameters": model.total, "qlora": cfg.model.qlora},
         resolved={"device": model.device, "precision": model.precision,
