@@ -7,8 +7,9 @@ Tokens/s counts the non-padding tokens the trainer consumed per second of `train
 The plain run is what a user gets from the TRL docs: `SFTTrainer(model=<student>, train_dataset=rows,
 peft_config=lora)` with `SFTConfig` defaults (plus `use_cpu=True`, without which they refuse a CPU):
 bf16 autocast on, gradient checkpointing on, TRL's fused LM-head loss, batch 8. `tracekd train` runs the
-method's batch 4 x grad-accum 4 with its defaults, then once per lever with that one lever reverted, so
-each line says what the lever buys on this machine:
+method's batch 4 x grad-accum 4 with its defaults, then once per lever with that one lever reverted (or, with
+--pairs N, N times each, every run paired with a tracekd run before or after it), so each line says what the lever
+buys on this machine:
 
     precision       auto (measured fp32 vs bf16 autocast)  vs  the other format
     checkpointing   off on CPU                              vs  on (TRL's default)
@@ -28,6 +29,7 @@ first, with glibc's defaults as a TRL user has them, then the return-freed-memor
     python benchmarks/bench_train.py                      # smollm2-135m, 32 rows (~10 min on 2 idle cores)
     python benchmarks/bench_train.py --levers none        # only plain vs tracekd
     python benchmarks/bench_train.py --levers precision,micro-batches --skip-plain   # levers only
+    python benchmarks/bench_train.py --skip-plain --calibrations 0 --levers bit-dropout --pairs 3   # drift-proof
     python benchmarks/bench_train.py --student tiny-random --rows 16   # seconds, for a smoke check
 """
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -143,6 +146,11 @@ def main() -> int:
     ap.add_argument("--calibrations", type=int, default=3,
                     help="fresh precision calibrations to time first (0: none; the trainings use the last one)")
     ap.add_argument("--skip-plain", action="store_true", help="leave out the plain SFTTrainer run (levers only)")
+    ap.add_argument("--pairs", type=int, default=1,
+                    help="time each lever (but return-freed-memory and threads) this many times, each run paired with "
+                         "a tracekd run right before or after it (the order alternates); the lever's figure is the "
+                         "median of the pairs' ratios, which cancels the machine's drift (default 1: one run per "
+                         "lever, after tracekd's)")
     a = ap.parse_args()
     levers = [] if a.levers == "none" else [x.strip() for x in a.levers.split(",") if x.strip()]
     load_start = round(os.getloadavg()[0], 2)
@@ -184,8 +192,22 @@ def main() -> int:
                 reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed)
                 del os.environ["OMP_NUM_THREADS"]
                 continue
-            reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,
-                                          **LEVERS[lever](ours["precision"]))
+            if a.pairs <= 1:
+                reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,
+                                              **LEVERS[lever](ours["precision"]))
+                continue
+            runs, ratios = [], []
+            for k in range(a.pairs):  # tracekd then the lever reverted, then the other way round, ...
+                pair = {}
+                for side in (("ours", "lever") if k % 2 == 0 else ("lever", "ours")):
+                    settings = LEVERS[lever](ours["precision"]) if side == "lever" else {}
+                    pair[side] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}-{k}-{side}", a.seed, **settings)
+                runs.append(pair)
+                ratios.append(pair["ours"]["tok_per_s"] / pair["lever"]["tok_per_s"])
+            reverted[lever] = {**runs[0]["lever"], "paired_ratios": [round(r, 3) for r in ratios],
+                               "tok_per_s": round(statistics.median(r["lever"]["tok_per_s"] for r in runs), 2),
+                               "tracekd_tok_per_s": [r["ours"]["tok_per_s"] for r in runs],
+                               "load_avg_1min": max(r["lever"]["load_avg_1min"] for r in runs)}
 
     cal = ours["calibration"] or {}
     result = {
@@ -194,7 +216,9 @@ def main() -> int:
         "tracekd_train": ours, "plain_sfttrainer": plain,
         "ratio": round(ours["tok_per_s"] / plain["tok_per_s"], 2) if plain else None,
         "levers": {k: ({"tok_per_s": v["tok_per_s"], "settings": v["settings"],
-                        "tracekd_over_reverted": round(ours["tok_per_s"] / v["tok_per_s"], 2),
+                        "tracekd_over_reverted": round(statistics.median(v["paired_ratios"]) if "paired_ratios" in v
+                                                       else ours["tok_per_s"] / v["tok_per_s"], 2),
+                        **{k2: v[k2] for k2 in ("paired_ratios", "tracekd_tok_per_s") if k2 in v},
                         "load_avg_1min": v["load_avg_1min"]} if "tok_per_s" in v else v)
                    for k, v in reverted.items()},
     }
@@ -217,8 +241,10 @@ def main() -> int:
         print(ours_line)
     for k, v in result["levers"].items():
         if "tok_per_s" in v:
+            paired = (f"; median of {len(v['paired_ratios'])} paired runs, ratios "
+                      f"{', '.join(f'{r:.2f}' for r in v['paired_ratios'])}" if "paired_ratios" in v else "")
             print(f"  lever {k:<14} reverted ({v['settings']}): {v['tok_per_s']:.1f} tok/s -> the lever buys "
-                  f"{v['tracekd_over_reverted']:.2f}x (load {v['load_avg_1min']})")
+                  f"{v['tracekd_over_reverted']:.2f}x (load {v['load_avg_1min']}{paired})")
         else:
             print(f"  lever {k:<14} {v['skipped']}")
     if a.json:
