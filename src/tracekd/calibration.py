@@ -577,7 +577,7 @@ def explain() -> str:
             "shaped like training's (rows per micro-batch x the data's median length, rounded up to a power of two "
             f"of at most {PROBE_MAX_TOKENS} tokens; a slice of the decoder layers keeps it short), in float32 and under bf16 autocast (one warm-up each, then up to "
             f"{TRAIN_PAIRS} back-to-back pairs, each round with a pass through half the slice for the time of one layer; then "
-            "a few decoding steps for dry-run estimates; about 1.5 s in all, printed and recorded); bf16 is "
+            "a few decoding steps for dry-run estimates; 1.4-2 s in all on a 2-core machine, printed and recorded); bf16 is "
             f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
             "pair, otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
             "version, threads, student and probe shape in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
