@@ -446,11 +446,11 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     def through(layers: int, run: Callable[[], None]) -> Callable[[], None]:
         """``run`` with the decoder cut to its first ``layers`` layers."""
         def sliced() -> None:
-            decoder.layers = torch.nn.ModuleList(list(all_layers)[:layers])
+            _keep_layers(decoder, all_layers, layers)
             try:
                 run()
             finally:
-                decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
+                _keep_layers(decoder, all_layers, k_layers)
         return sliced
 
     runs = {"fp32": step(False), "bf16": step(True)}
@@ -459,7 +459,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     decode: dict[int, float] | None = None
     try:
         if k_layers < n_layers:
-            decoder.layers = torch.nn.ModuleList(list(all_layers)[:k_layers])
+            _keep_layers(decoder, all_layers, k_layers)
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
             # warm-up (kernels, oneDNN primitives, allocator) through the smallest slice: every layer has the
             # same shapes, so one warms them all
@@ -499,13 +499,22 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     return calibration
 
 
+def _keep_layers(decoder, all_layers, n: int) -> None:
+    """Cut ``decoder`` to the first ``n`` of ``all_layers`` (the caller restores ``all_layers`` afterwards)."""
+    import torch
+
+    decoder.layers = torch.nn.ModuleList(list(all_layers)[:n])
+
+
 def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int, ...], steps: int = 2) \
         -> dict[int, float] | None:
     """Seconds of one greedy decoding step of ``model`` through each slice of its first n decoder layers, without its
     adapter (as a merged one runs), in float32: :data:`DECODE_ROWS` rows, one token each through the slice's own
     key/value cache, the slices taking turns; each slice's fastest of ``steps`` steps after a first one, which
-    starts the cache (a prompt would add cost, not accuracy: attention over a few positions is a tiny share of a step). None when the model cannot be stepped this way (the figure only informs
-    dry-run estimates; training goes on without it)."""
+    starts the cache (a prompt would add cost, not accuracy: attention over a few positions is a tiny share of a
+    step). The adapter is switched off, and on again, in the largest slice's layers (the rest never was). None
+    when the model cannot be stepped this way (the figure only informs dry-run estimates; training goes on
+    without it)."""
     import torch
 
     lm = runtime.base_causal_lm(model)
@@ -514,11 +523,7 @@ def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int
     was_training = model.training
     model.eval()
     times: dict[int, list[float]] = {n: [] for n in slices}
-
-    def cut(n: int) -> None:
-        decoder.layers = torch.nn.ModuleList(list(all_layers)[:n])
-
-    cut(max(slices))  # the adapter is switched off, and on again, in exactly these layers (the rest never was)
+    _keep_layers(decoder, all_layers, max(slices))  # the adapter is switched off, and on again, in exactly these layers (the rest never was)
     try:
         with torch.inference_mode(), (model.disable_adapter() if hasattr(model, "disable_adapter")
                                       else contextlib.nullcontext()):
@@ -527,14 +532,14 @@ def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int
                 token = {n: ids for n in slices}
                 for i in range(steps + 1):
                     for n in slices:
-                        cut(n)
+                        _keep_layers(decoder, all_layers, n)
                         t0 = time.perf_counter()
                         out = lm(input_ids=token[n], use_cache=True, **({cache: past[n]} if i else {}))
                         token[n], past[n] = out.logits[:, -1:].argmax(-1), getattr(out, cache)
                         if i:
                             times[n].append(time.perf_counter() - t0)
             finally:
-                cut(max(slices))
+                _keep_layers(decoder, all_layers, max(slices))
     except Exception:  # noqa: BLE001 - an architecture without a key/value cache, or another forward signature
         return None
     finally:

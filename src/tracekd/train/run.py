@@ -286,11 +286,10 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
     except ValueError as e:
         raise ConfigError(f"LoRA target modules {cfg.model.lora_target_modules} do not fit student "
                           f"{cfg.model.student!r}: {e}") from None
-    from .dropout import BitDropout, use_bit_dropout
+    from .dropout import use_bit_dropout
 
     if device == "cpu" and cfg.compute.bit_dropout and use_bit_dropout(model):
-        log(f"LoRA dropout {cfg.model.lora_dropout} drawn from 16-bit random words (bit_dropout; effective p "
-            f"{BitDropout(cfg.model.lora_dropout).effective_p:.7f})")
+        log(f"LoRA dropout {cfg.model.lora_dropout}: masks from {_dropout_masks(model)} (bit_dropout)")
     targets = _resolved_targets(model)
     missing = [t for t in cfg.model.lora_target_modules if t != "all-linear" and t not in targets]
     if missing:
