@@ -5,15 +5,17 @@ same max_new_tokens, measured in one run. The ratio is wall time of the loop / w
 `tracekd generate` (its model loading included, so the ratio errs low). Also prints how many
 outputs are identical (greedy decoding with left padding should not change them).
 
-    python benchmarks/bench_generate.py                       # smollm2-135m, 48 prompts, batch 16
+    python benchmarks/bench_generate.py                       # smollm2-135m, 48 prompts, one batch of 48
     python benchmarks/bench_generate.py --adapter runs/babi-correct-smollm2   # a trained student: trace-length outputs
     python benchmarks/bench_generate.py --student tiny-random --n 16   # seconds, for a smoke check
 
 Levers (each switched off in its own extra run, ``--levers none`` to skip): ``shared-prefix`` (the tokens
 every prompt of a batch begins with - chat template's system turn, instruction line - prefilled once per
-batch and their key/value cache reused for each row) and ``batch`` (one batch of all prompts instead of
-``--batch-size``: fewer decoding steps waiting for the longest row). Each prints its time, ratio to the
-loop and identical outputs.
+batch and their key/value cache reused for each row), ``drop-finished`` (greedy decoding in tracekd's loop,
+where a row that has ended leaves the batch, against ``model.generate``, which decodes it as padding until
+the batch's longest row ends) and ``batch`` (batches of 16, tracekd's default before its greedy loop, instead
+of ``--batch-size``: each batch decodes alone, waiting for its longest row). Each prints its time, ratio to
+the loop and identical outputs.
 
 With --calibrate it first decides generation's CPU precision the way `tracekd generate` then uses it:
 the prompts are generated greedily in float32 and in bf16, and bf16 is kept only when it is faster and
@@ -35,6 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the ``batch`` lever's batch size (tracekd generate's default before its greedy loop)
+SMALL_BATCH = 16
 DEFAULT_DATA = Path(os.environ.get("TRACEKD_SHARED", ROOT.parent / "shared")) / "data" / "babi" / "en-first-question"
 
 
@@ -84,14 +88,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--student", default="smollm2-135m")
     ap.add_argument("--n", type=int, default=48, help="prompts (bAbI test rows)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: tracekd generate's (48)")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--adapter", help="LoRA adapter from `tracekd train` (both sides use it, merged)")
     ap.add_argument("--rows", help="SFT rows JSONL to use instead of building bAbI rows")
     ap.add_argument("--json", help="also write the numbers to this JSON file")
-    ap.add_argument("--levers", default="shared-prefix",
-                    help="comma list of levers to measure switched off, one extra run each: shared-prefix, batch "
-                         "(all prompts in one batch), or none")
+    ap.add_argument("--levers", default="shared-prefix,drop-finished",
+                    help="comma list of levers to measure switched off, one extra run each: shared-prefix, "
+                         "drop-finished, batch (batches of 16 instead of --batch-size), or none")
     ap.add_argument("--calibrate", action="store_true",
                     help="measure fp32 vs bf16 generation on these prompts and cache the decision for precision auto")
     a = ap.parse_args()
@@ -99,6 +103,10 @@ def main() -> int:
 
     from tracekd.calibration import bf16_flags, cpu_identity
     from tracekd.generate import GenerateConfig, generate
+    from tracekd.generate.config import GenerateRuntime
+
+    if a.batch_size is None:
+        a.batch_size = GenerateRuntime.batch_size
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -148,7 +156,8 @@ def main() -> int:
                     "tokens": sum(g["completion_tokens"] for g in gens), "precision": m["settings"]["precision"],
                     "settings": settings}
 
-        off = {"shared-prefix": {"shared_prefix": False}, "batch": {"batch_size": len(rows)}}
+        off = {"shared-prefix": {"shared_prefix": False}, "drop-finished": {"drop_finished": False},
+               "batch": {"batch_size": SMALL_BATCH}}
         levers = [x.strip() for x in a.levers.split(",") if x.strip() and x.strip() != "none"]
         unknown = [x for x in levers if x not in off]
         if unknown:
@@ -176,7 +185,8 @@ def main() -> int:
         "loop_tok_per_s": round(loop_tokens / t_loop, 2),
         "identical_outputs": same(main_run["texts"]),
         "speedup": round(t_loop / t_batched, 2),
-        "levers": {lever: {"switched": ("off" if lever != "batch" else f"batch {len(rows)} instead of {a.batch_size}"),
+        "levers": {lever: {"switched": ("off" if lever != "batch"
+                                        else f"batches of {SMALL_BATCH} instead of {a.batch_size}"),
                            "settings": v["settings"], "seconds": round(v["seconds"], 2),
                            "speedup_vs_loop": round(t_loop / v["seconds"], 2),
                            "time_vs_default": round(v["seconds"] / t_batched, 2),
@@ -190,7 +200,8 @@ def main() -> int:
     print(f"CPU: {result['cpu']} ({result['cpus']} CPUs; bf16 flags: {' '.join(result['bf16_flags']) or '-'}); "
           f"1-minute load average {load_start} at the start, {result['load_avg_1min']['end']} at the end")
     for lever, v in result["levers"].items():
-        what = "without shared-prefix prefill" if lever == "shared-prefix" else v["switched"]
+        what = {"shared-prefix": "without shared-prefix prefill",
+                "drop-finished": "model.generate (finished rows stay in the batch)"}.get(lever, v["switched"])
         print(f"  {what}: {v['seconds']:.1f} s, {v['speedup_vs_loop']:.2f}x vs the loop "
               f"({v['time_vs_default']:.2f}x the default's time), outputs identical {v['identical_outputs']}")
     if a.json:

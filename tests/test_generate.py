@@ -242,3 +242,33 @@ def test_shared_prefix_prefill_gives_the_plain_paths_tokens(rows_file, tmp_path)
     on = read(generate(cfg(rows_file, tmp_path / "on.jsonl"), log=lambda *_: None))
     off = read(generate(cfg(rows_file, tmp_path / "off.jsonl", shared_prefix=False), log=lambda *_: None))
     assert on == off
+
+
+def test_greedy_loop_gives_model_generates_tokens(rows_file, tmp_path, monkeypatch):
+    """tracekd's greedy loop (chunked prefill, finished rows leaving, keys/values written in place) gives,
+    row for row, the tokens and finish reasons of model.generate, with rows ending at different steps."""
+    from tracekd import students
+    from tracekd.generate import greedy, hf
+    from tracekd.runtime import prompt_ids
+
+    student = students.resolve("tiny-random")
+    tok = students.load_tokenizer(student)
+    prompts = [prompt_ids(tok, r["prompt"]) for _, r in iter_jsonl(rows_file)]
+    model = hf.load_model_with_adapter(student, None, None, "cpu")
+    # the random model never says EOS: stop at a token it says mid-way in some rows, so rows end apart
+    probe = hf.HFGenerator(model, tok, max_new_tokens=12, drop_finished=False).generate(prompts)
+    said = [t for c in probe for t in tok(c.text, add_special_tokens=False)["input_ids"][2:8]]
+    stop = max(set(said), key=said.count)
+    monkeypatch.setattr(hf, "stop_token_ids", lambda *_: {stop})
+    monkeypatch.setattr(greedy, "SPARE_SLOTS", 5)  # the cache outgrows its room several times
+
+    def run(**kw) -> list[tuple]:
+        gen = hf.HFGenerator(model, tok, max_new_tokens=kw.pop("max_new_tokens", 24), **kw)
+        return [(c.text, c.completion_tokens, c.finish_reason) for c in gen.generate(prompts)]
+
+    reference = run(drop_finished=False)
+    assert {r[2] for r in reference} == {"stop", "length"} and len({r[1] for r in reference}) > 2
+    assert run() == reference  # one prefill chunk of 16
+    assert run(prefill_batch_size=5) == reference  # chunks of 5, 5, 2 merged into one decoding batch
+    assert run(prefill_batch_size=3, shared_prefix=False) == reference
+    assert run(max_new_tokens=1) == run(drop_finished=False, max_new_tokens=1)

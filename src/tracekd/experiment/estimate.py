@@ -200,29 +200,38 @@ class GenerateWork:
 
 
 def generate_work(d: Dims, prompts: list[int], completions: list[int], *, batch_size: int,
-                  sort_by_length: bool = True) -> GenerateWork:
-    """FLOPs and decode steps of batched greedy generation (left-padded batches; finished rows keep their slot).
+                  sort_by_length: bool = True, drop_finished: bool = False,
+                  prefill_batch_size: int | None = None) -> GenerateWork:
+    """FLOPs and decode steps of batched greedy generation (left-padded batches).
 
     ``completions`` are the tokens each row generates (the stop token included). A batch prefills its
     prompts (the head on the last position only) and then decodes one token per row and step until its
-    longest completion is done.
+    longest completion is done. With ``drop_finished`` (tracekd's greedy loop) a batch prefills in chunks of
+    ``prefill_batch_size`` prompts, each padded to its own longest, and a finished row leaves the batch;
+    otherwise (``model.generate``) finished rows keep their slot.
 
     >>> d = Dims(hidden=4, intermediate=8, layers=1, kv=4, vocab=10)
     >>> w = generate_work(d, [5, 3, 4], [2, 6, 1], batch_size=2)
     >>> w.steps, w.rows          # batches (5, 4) -> 1 decode step and (3,) -> 5
     (6, 3)
+    >>> generate_work(d, [5, 3, 4], [2, 6, 1], batch_size=2, drop_finished=True).flops < w.flops
+    True
     """
     order = length_order(prompts) if sort_by_length else list(range(len(prompts)))
     flops, steps = 0.0, 0
     per_token = 2 * d.dense_per_token + 2 * d.vocab * d.hidden
     for b in batches(order, max(1, batch_size)):
+        chunks = batches(b, max(1, prefill_batch_size or len(b))) if drop_finished else [b]
         t = max(prompts[i] for i in b)
-        new = max(max(completions[i] for i in b), 1)
-        flops += forward_flops(d, [t] * len(b), logit_rows=len(b))
-        n = new - 1  # the first token comes from the prefill
-        # each decode step: every row's new token through the layers and the head, attending to t + s positions
-        flops += len(b) * (n * per_token + 4 * d.layers * d.hidden * (n * t + n * (n + 1) / 2))
-        steps += n
+        for c in chunks:
+            flops += forward_flops(d, [max(prompts[i] for i in c)] * len(c), logit_rows=len(c))
+        # the first token comes from the prefill; each decode step puts a row's new token through the layers and
+        # the head, attending to t + s positions
+        decoded = [max(completions[i], 1) - 1 for i in b]
+        if not drop_finished:
+            decoded = [max(decoded)] * len(b)
+        flops += sum(n * per_token + 4 * d.layers * d.hidden * (n * t + n * (n + 1) / 2) for n in decoded)
+        steps += max(decoded)
     return GenerateWork(flops, steps, len(prompts))
 
 
@@ -684,6 +693,20 @@ def train_stage_work(stage, run_dir: Path, cache: dict, device: str, *, micro_ba
     return work, dims, notes
 
 
+def _greedy_loop(settings: dict) -> dict:
+    """``generate_work``'s drop_finished and prefill_batch_size for a generate config (a config from before
+    tracekd's greedy loop, without ``drop_finished``, ran ``model.generate``).
+
+    >>> _greedy_loop({"backend": "hf", "do_sample": False, "drop_finished": True, "prefill_batch_size": 16})
+    {'drop_finished': True, 'prefill_batch_size': 16}
+    >>> _greedy_loop({"backend": "hf", "do_sample": True, "drop_finished": True})["drop_finished"]
+    False
+    """
+    on = (settings.get("backend", "hf") == "hf" and not settings.get("do_sample")
+          and bool(settings.get("drop_finished", False)))
+    return {"drop_finished": on, "prefill_batch_size": settings.get("prefill_batch_size")}
+
+
 def generate_stage_work(stage, run_dir: Path, cache: dict):
     """(GenerateWork, Dims, notes) of a generate stage from its test rows, or (None, None, why)."""
     settings = dict(stage.spec.get("settings") or {})
@@ -702,7 +725,9 @@ def generate_stage_work(stage, run_dir: Path, cache: dict):
     completions = [min(cap, max(1, c)) if trained else cap for _, c in counts]
     work = generate_work(dims, [p for p, _ in counts], completions,
                          batch_size=int(_setting(settings, GenerateConfig, "batch_size")),
-                         sort_by_length=bool(_setting(settings, GenerateConfig, "sort_by_length")))
+                         sort_by_length=bool(_setting(settings, GenerateConfig, "sort_by_length")),
+                         **_greedy_loop({k: _setting(settings, GenerateConfig, k)
+                                         for k in ("backend", "do_sample", "drop_finished", "prefill_batch_size")}))
     what = ("completions as long as the targets" if trained else f"every completion max_new_tokens={cap} long "
             "(untrained: the bound)")
     return work, dims, [counter.source, what]
@@ -788,8 +813,8 @@ def record_stage(stage, run_dir: Path, seconds: float, device: str | None = None
         done = [min(cap or 10 ** 9, int(r.get("completion_tokens") or 0) + (r.get("finish_reason") != "length"))
                 for r in rows]
         work = generate_work(dims, [int(r.get("prompt_tokens") or 0) for r in rows], done,
-                             batch_size=int(cfg.get("batch_size") or 1), sort_by_length=bool(cfg.get("sort_by_length",
-                                                                                                   True)))
+                             batch_size=int(cfg.get("batch_size") or 1),
+                             sort_by_length=bool(cfg.get("sort_by_length", True)), **_greedy_loop(cfg))
         gen_s = float(timing["seconds_now"])
         stage_device = device or "cpu"
         rec = {**base, "seconds": round(gen_s, 3), "overhead_s": round(max(0.0, seconds - gen_s), 3),

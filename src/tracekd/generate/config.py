@@ -71,13 +71,19 @@ class GenerateRuntime:
         "help": "hf (transformers, CPU or GPU) or vllm (GPU, optional extra)", "choices": list(BACKENDS)})
     max_examples: int | None = field(default=None, metadata={
         "help": "generate for a seeded random subset of N rows (kept in file order); default all"})
-    batch_size: int = field(default=16, metadata={
-        "help": "prompts per batch (hf); prompts per request chunk written together (vllm)"})
+    batch_size: int = field(default=48, metadata={
+        "help": "prompts per batch, decoded together (hf); prompts per request chunk written together (vllm)"})
     sort_by_length: bool = field(default=True, metadata={
         "help": "batch prompts of similar length together (longest first) to cut padding"})
     shared_prefix: bool = field(default=True, metadata={
         "help": "hf: prefill the tokens every prompt of a batch begins with (system turn, instruction) once "
                 "and reuse their key/value cache for each row"})
+    drop_finished: bool = field(default=True, metadata={
+        "help": "hf, greedy: decode in tracekd's own loop, where a row that has ended leaves the batch "
+                "(model.generate decodes it as padding until the batch's longest row ends); same tokens"})
+    prefill_batch_size: int = field(default=16, metadata={
+        "help": "hf, greedy: prompts of a batch prefilled together (similar lengths, little padding) before "
+                "the whole batch decodes"})
     precision: str = field(default="auto", metadata={
         "help": "number format: auto (on CPU the measured faster of fp32 and bf16 with identical greedy outputs, "
                 "else fp32; on CUDA bf16 at compute capability >= 8.0, fp16 below), fp32, bf16, fp16",
@@ -89,7 +95,7 @@ class GenerateRuntime:
     progress: bool = field(default=True, metadata={"help": "show a progress bar with tokens/s"})
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "tensor_parallel_size"):
+        for name in ("batch_size", "prefill_batch_size", "tensor_parallel_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_examples is not None and self.max_examples < 1:

@@ -1,7 +1,8 @@
-"""The reference backend: batched ``model.generate`` from transformers, on CPU or one GPU.
+"""The reference backend: transformers, on CPU or one GPU, in batches.
 
 Prompts are left-padded into one tensor per batch; decoding is greedy unless sampling is asked
-for, and stops at the student's end-of-sequence token(s) or after ``max_new_tokens``.
+for, and stops at the student's end-of-sequence token(s) or after ``max_new_tokens``. Greedy
+decoding runs in tracekd's own loop (:mod:`.greedy`), sampling in ``model.generate``.
 
 **Shared-prefix prefill.** The prompts of a batch usually begin with the same tokens (the chat
 template's system turn and the instruction's first line). Their key/value cache is computed once,
@@ -12,6 +13,9 @@ batch's rows; only the rest of each prompt is prefilled, left-padded after the p
 
 Position ids follow the mask (``cumsum - 1``), so every token has the position it has in the
 unpadded prompt, and the result is the plain path's up to float rounding (greedy outputs tested equal).
+
+**Greedy loop.** A batch is prefilled in chunks of similar length, decoded as one, and a row leaves
+it once it ends (:mod:`.greedy`); each row's tokens are what ``model.generate`` gives it (tested equal).
 """
 
 from __future__ import annotations
@@ -87,7 +91,8 @@ def make_generator(cfg, student, tokenizer, adapter: Path | None, precision: str
     model = load_model_with_adapter(student, adapter, runtime.torch_dtype(precision), device)
     return HFGenerator(model, tokenizer, max_new_tokens=cfg.max_new_tokens, do_sample=cfg.do_sample,
                        temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k, device=device,
-                       shared_prefix=cfg.shared_prefix)
+                       shared_prefix=cfg.shared_prefix, drop_finished=cfg.drop_finished,
+                       prefill_batch_size=cfg.prefill_batch_size)
 
 
 class HFGenerator:
@@ -96,11 +101,15 @@ class HFGenerator:
     name = "hf"
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int, do_sample: bool = False, temperature: float = 1.0,
-                 top_p: float = 1.0, top_k: int = 0, device: str = "cpu", shared_prefix: bool = True):
+                 top_p: float = 1.0, top_k: int = 0, device: str = "cpu", shared_prefix: bool = True,
+                 drop_finished: bool = True, prefill_batch_size: int = 16):
         from transformers import GenerationConfig
 
         self.model = model
         self.shared_prefix = shared_prefix and supports_prefix_cache(model)
+        #: greedy decoding in tracekd's loop (:mod:`.greedy`; needs the plain key/value cache)
+        self.drop_finished = drop_finished and not do_sample and supports_prefix_cache(model)
+        self.prefill_batch_size = prefill_batch_size
         self._prefix: tuple[int, ...] = ()
         self._prefix_cache = None
         self._cache_kwarg = runtime.cache_kwarg(model)
@@ -133,36 +142,79 @@ class HFGenerator:
         cache.batch_repeat_interleave(rows)
         return cache
 
+    def _padded(self, prompts: Sequence[Sequence[int]], n_prefix: int):
+        """Token ids and attention mask of ``prompts``: the shared ``n_prefix`` tokens, then each row's rest
+        left-padded so that every prompt ends at the same column."""
+        import torch
+
+        suffixes = [list(p[n_prefix:]) for p in prompts]
+        width = max(len(s) for s in suffixes)
+        ids = torch.full((len(prompts), n_prefix + width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), n_prefix + width), dtype=torch.long)
+        ids[:, :n_prefix] = torch.tensor(prompts[0][:n_prefix], dtype=torch.long)
+        mask[:, :n_prefix] = 1
+        for i, s in enumerate(suffixes):
+            ids[i, n_prefix + width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[i, n_prefix + width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
     def generate(self, prompts: Sequence[Sequence[int]], *, seed: int = 0) -> list[Completion]:
         import torch
 
         n_prefix = shared_prefix_length(prompts) if self.shared_prefix and len(prompts) > 1 else 0
         if n_prefix < MIN_SHARED_PREFIX:
             n_prefix = 0
-        prefix = tuple(prompts[0][:n_prefix])
-        suffixes = [list(p[n_prefix:]) for p in prompts]
-        width = max(len(s) for s in suffixes)
-        ids = torch.full((len(prompts), n_prefix + width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), n_prefix + width), dtype=torch.long)
-        ids[:, :n_prefix] = torch.tensor(prefix, dtype=torch.long)
-        mask[:, :n_prefix] = 1
-        for i, s in enumerate(suffixes):  # left padding: every prompt ends at the same column
-            ids[i, n_prefix + width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[i, n_prefix + width - len(s):] = 1
-        extra = {}
-        if n_prefix:
-            extra[self._cache_kwarg] = self._cache_of_prefix(prefix, len(prompts))
-            self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
-        if self.do_sample:
-            torch.manual_seed(seed)
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **extra)
+        if self.drop_finished:
+            rows = self._greedy(prompts, n_prefix)
+        else:
+            ids, mask = self._padded(prompts, n_prefix)
+            extra = {}
+            if n_prefix:
+                extra[self._cache_kwarg] = self._cache_of_prefix(tuple(prompts[0][:n_prefix]), len(prompts))
+                self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
+            if self.do_sample:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids, attention_mask=mask, **extra)
+            rows = out[:, ids.shape[1]:].tolist()
         results = []
-        for row in out[:, n_prefix + width:].tolist():
+        for row in rows:
             tokens, reason = cut_at_stop(row, self.stop_ids, self.max_new_tokens)
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             results.append(Completion(text=text, finish_reason=reason, completion_tokens=len(tokens)))
         return results
+
+    def _prefill(self, prompts: Sequence[Sequence[int]], n_prefix: int):
+        """One forward pass over ``prompts`` (their shared prefix from its kept cache): the filled cache, the
+        attention mask and each row's first greedy token."""
+        from transformers import DynamicCache
+
+        ids, mask = self._padded(prompts, n_prefix)
+        if n_prefix:
+            cache = self._cache_of_prefix(tuple(prompts[0][:n_prefix]), len(prompts))
+            self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
+        else:
+            cache = DynamicCache(config=self.model.config)
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, n_prefix:]
+        out = self.model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self._cache_kwarg: cache})
+        return cache, mask, out.logits[:, -1].argmax(-1)
+
+    def _greedy(self, prompts: Sequence[Sequence[int]], n_prefix: int) -> list[list[int]]:
+        """Greedy tokens of each prompt by :func:`~tracekd.generate.greedy.greedy_decode`."""
+        import torch
+
+        from .greedy import greedy_decode
+
+        def step(tokens, mask, positions, cache):
+            out = self.model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True,
+                             **{self._cache_kwarg: cache})
+            return out.logits[:, -1].argmax(-1)
+
+        chunk = self.prefill_batch_size
+        with torch.inference_mode():
+            prefilled = [self._prefill(prompts[i:i + chunk], n_prefix) for i in range(0, len(prompts), chunk)]
+            return greedy_decode(step, prefilled, self.stop_ids, self.max_new_tokens)
 
     def close(self) -> None:
         import torch
