@@ -81,8 +81,12 @@ def test_gguf_is_parsed_once_while_the_default_student_converts():
     """The converters' GGUF readers share one parse of the file (parsing is most of the conversion)."""
     gguf = pytest.importorskip("gguf")
     path = students.smollm2_gguf()
-    original = gguf.GGUFReader
+    original, names = gguf.GGUFReader, gguf.get_tensor_name_map
     with students._gguf_parsed_once():
         first = gguf.GGUFReader(path)
         assert gguf.GGUFReader(str(path)) is first and first.fields["general.architecture"]
-    assert gguf.GGUFReader is original
+        # transformers asks for the tensor-name table once per module: one table per architecture and depth
+        table = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is table
+        assert table.get_name("model.layers.3.self_attn.q_proj") == "blk.3.attn_q"
+    assert gguf.GGUFReader is original and gguf.get_tensor_name_map is names
