@@ -73,7 +73,8 @@ def merge_prefills(parts: Sequence[tuple]):
     return cache, mask, torch.cat([t for _, _, t in parts])
 
 
-def greedy_decode(step: Callable, prefilled: Sequence[tuple], stop_ids: set[int], max_new_tokens: int) -> list[list[int]]:
+def greedy_decode(step: Callable, prefilled: Sequence[tuple], stop_ids: set[int],
+                  max_new_tokens: int) -> list[list[int]]:
     """Greedy tokens of every row of the ``prefilled`` chunks (``(cache, mask, first_tokens)`` each, in
     row order), a row ending at its first stop token or at ``max_new_tokens``.
 
