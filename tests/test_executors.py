@@ -37,17 +37,27 @@ def numbers(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def in_process(tmp_path_factory) -> Path:
+def one_seed(tmp_path_factory) -> Path:
+    """The smoke config with one seed: every kind of stage, independent arms, half the stage processes."""
+    cfg = yaml.safe_load(SMOKE.read_text())
+    cfg["seeds"] = [0]
+    path = tmp_path_factory.mktemp("config") / "smoke-one-seed.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def in_process(one_seed, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("local") / "smoke"
-    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "local"]) == 0
+    assert main(["run", str(one_seed), "--out", str(out), "--executor", "local"]) == 0
     return out
 
 
-def test_subprocess_executor_runs_smoke_like_in_process(in_process, tmp_path, capsys):
+def test_subprocess_executor_runs_smoke_like_in_process(one_seed, in_process, tmp_path, capsys):
     out = tmp_path / "smoke"
-    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "subprocess", "--max-parallel", "2"]) == 0
+    assert main(["run", str(one_seed), "--out", str(out), "--executor", "subprocess", "--max-parallel", "2"]) == 0
     assert numbers(out) == numbers(in_process)
-    stages = make_plan(load_experiment(SMOKE))
+    stages = make_plan(load_experiment(one_seed))
     assert all((out / "logs" / f"{s.dirname}.log").exists() for s in stages)  # one log per stage
     capsys.readouterr()
     assert main(["run", "--status", str(out)]) == 0
@@ -61,12 +71,12 @@ def _train_holders(run_dir: Path):
             yield f.parent
 
 
-def test_submitit_local_kill_one_stage_then_resubmit(in_process, tmp_path):
+def test_submitit_local_kill_one_stage_then_resubmit(one_seed, in_process, tmp_path):
     """submitit's LocalExecutor (real processes, SLURM's code path minus sbatch): kill a training's
     process mid-run; the runner reports it with its log, independent stages go on; re-submitting
     finishes with the numbers of the uninterrupted in-process run."""
     out = tmp_path / "smoke"
-    cmd = [sys.executable, "-m", "tracekd.cli", "run", str(SMOKE), "--out", str(out), "--executor", "submitit-local"]
+    cmd = [sys.executable, "-m", "tracekd.cli", "run", str(one_seed), "--out", str(out), "--executor", "submitit-local"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     killed = None
@@ -95,9 +105,9 @@ def test_submitit_local_kill_one_stage_then_resubmit(in_process, tmp_path):
     assert re.search(rf"train .*{killed.name.split('-')[1]}\s+failed", status), status
     assert not (out / "analysis.json").exists()
     # re-submission: finished stages are skipped, the killed one resumes, the rest run
-    assert main(["run", str(SMOKE), "--out", str(out), "--executor", "submitit-local"]) == 0
+    assert main(["run", str(one_seed), "--out", str(out), "--executor", "submitit-local"]) == 0
     assert numbers(out) == numbers(in_process)
-    assert all(stage_state(s, out).state == "done" for s in make_plan(load_experiment(SMOKE)))
+    assert all(stage_state(s, out).state == "done" for s in make_plan(load_experiment(one_seed)))
 
 
 FAKE_SBATCH = """#!/usr/bin/env bash
