@@ -523,7 +523,7 @@ def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int
     was_training = model.training
     model.eval()
     times: dict[int, list[float]] = {n: [] for n in slices}
-    _keep_layers(decoder, all_layers, max(slices))  # the adapter is switched off, and on again, in exactly these layers (the rest never was)
+    _keep_layers(decoder, all_layers, max(slices))
     try:
         with torch.inference_mode(), (model.disable_adapter() if hasattr(model, "disable_adapter")
                                       else contextlib.nullcontext()):

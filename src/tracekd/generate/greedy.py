@@ -85,9 +85,11 @@ def greedy_decode(step: Callable, prefilled: Sequence[tuple], stop_ids: set[int]
     stop = torch.tensor(sorted(stop_ids), dtype=nxt.dtype, device=nxt.device)
     tokens: list[list[int]] = [[] for _ in range(mask.shape[0])]
     active = torch.arange(mask.shape[0], device=nxt.device)  # the cache's rows -> rows of the batch
-    for _ in range(max_new_tokens):
+    for produced in range(1, max_new_tokens + 1):  # every row still in the batch has this many tokens
         for row, t in zip(active.tolist(), nxt.tolist(), strict=True):
             tokens[row].append(t)
+        if produced == max_new_tokens:
+            break
         keep = ~torch.isin(nxt, stop)
         if not bool(keep.all()):
             if not bool(keep.any()):
@@ -95,8 +97,6 @@ def greedy_decode(step: Callable, prefilled: Sequence[tuple], stop_ids: set[int]
             kept = keep.nonzero().squeeze(-1)
             cache.batch_select_indices(kept)
             active, nxt, mask = active[kept], nxt[kept], mask[kept]
-        if len(tokens[int(active[0])]) == max_new_tokens:
-            break
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
         nxt = step(nxt[:, None], mask, mask.sum(-1, keepdim=True) - 1, cache)
     return tokens

@@ -106,9 +106,10 @@ class HFGenerator:
         from transformers import GenerationConfig
 
         self.model = model
-        self.shared_prefix = shared_prefix and supports_prefix_cache(model)
+        plain_cache = supports_prefix_cache(model)
+        self.shared_prefix = shared_prefix and plain_cache
         #: greedy decoding in tracekd's loop (:mod:`.greedy`; needs the plain key/value cache)
-        self.drop_finished = drop_finished and not do_sample and supports_prefix_cache(model)
+        self.drop_finished = drop_finished and not do_sample and plain_cache
         self.prefill_batch_size = prefill_batch_size
         self._prefix: tuple[int, ...] = ()
         self._prefix_cache = None
@@ -129,7 +130,8 @@ class HFGenerator:
             **hf_sampling(do_sample, temperature, top_p, top_k))
 
     def _cache_of_prefix(self, prefix: tuple[int, ...], rows: int):
-        """A fresh key/value cache holding ``prefix`` for ``rows`` rows (the prefix's forward pass is kept)."""
+        """A fresh key/value cache holding ``prefix`` for ``rows`` rows (the prefix's forward pass is kept; the
+        rows after the first count as prefix tokens saved)."""
         import torch
 
         if prefix != self._prefix or self._prefix_cache is None:
@@ -140,6 +142,7 @@ class HFGenerator:
             self._prefix = prefix
         cache = copy.deepcopy(self._prefix_cache)  # generate appends to it; the kept one stays the prefix
         cache.batch_repeat_interleave(rows)
+        self.prefix_tokens_saved += len(prefix) * (rows - 1)
         return cache
 
     def _padded(self, prompts: Sequence[Sequence[int]], n_prefix: int):
@@ -171,7 +174,6 @@ class HFGenerator:
             extra = {}
             if n_prefix:
                 extra[self._cache_kwarg] = self._cache_of_prefix(tuple(prompts[0][:n_prefix]), len(prompts))
-                self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
             if self.do_sample:
                 torch.manual_seed(seed)
             with torch.inference_mode():
@@ -190,11 +192,8 @@ class HFGenerator:
         from transformers import DynamicCache
 
         ids, mask = self._padded(prompts, n_prefix)
-        if n_prefix:
-            cache = self._cache_of_prefix(tuple(prompts[0][:n_prefix]), len(prompts))
-            self.prefix_tokens_saved += n_prefix * (len(prompts) - 1)
-        else:
-            cache = DynamicCache(config=self.model.config)
+        cache = (self._cache_of_prefix(tuple(prompts[0][:n_prefix]), len(prompts)) if n_prefix
+                 else DynamicCache(config=self.model.config))
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)[:, n_prefix:]
         out = self.model(input_ids=ids[:, n_prefix:], attention_mask=mask, position_ids=positions, use_cache=True,
                          logits_to_keep=1, **{self._cache_kwarg: cache})
