@@ -272,3 +272,9 @@ def test_greedy_loop_gives_model_generates_tokens(rows_file, tmp_path, monkeypat
     assert run(prefill_batch_size=5) == reference  # chunks of 5, 5, 2 merged into one decoding batch
     assert run(prefill_batch_size=3, shared_prefix=False) == reference
     assert run(max_new_tokens=1) == run(drop_finished=False, max_new_tokens=1)
+
+
+@pytest.mark.parametrize("name", ["batch_size", "prefill_batch_size"])
+def test_batch_sizes_below_one_are_refused_by_name(rows_file, tmp_path, name):
+    with pytest.raises(ConfigError, match=f"{name} must be >= 1, got 0"):
+        cfg(rows_file, tmp_path / "g.jsonl", **{name: 0})
