@@ -16,7 +16,8 @@ buys on this machine:
     loss            LM head on completion positions         vs  the model's full-logits loss, TRL's fused loss
     micro-batches   each step's rows grouped by length      vs  micro-batches as drawn (more padding)
     bit-dropout     LoRA dropout masks from 16-bit words    vs  torch's Bernoulli dropout (CPU)
-    return-freed-memory  fixed 1 MiB mmap threshold (CPU)    vs  glibc's malloc defaults
+    return-freed-memory  fixed 1 MiB mmap threshold, heap trimmed per micro-batch (CPU)  vs  glibc's malloc defaults
+    cast-weights    bf16 (CPU): frozen projections stored in bf16 once  vs  autocast casting them every forward
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
 Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
@@ -81,6 +82,7 @@ LEVERS = {
     "micro-batches": lambda chosen: {"micro_batches_by_length": False},
     "bit-dropout": lambda chosen: {"bit_dropout": False},
     "return-freed-memory": lambda chosen: {"return_freed_memory": False},
+    "cast-weights": lambda chosen: {"cast_frozen_weights": False},
 }
 #: levers that need glibc's malloc defaults, i.e. must run before any tracekd run changed them
 BEFORE_OURS = ("return-freed-memory",)
@@ -191,6 +193,9 @@ def main() -> int:
                 torch.set_num_threads(logical)
                 reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed)
                 del os.environ["OMP_NUM_THREADS"]
+                continue
+            if lever == "cast-weights" and ours["precision"] != "bf16":
+                reverted[lever] = {"skipped": f"tracekd trained in {ours['precision']}: nothing is cast"}
                 continue
             if a.pairs <= 1:
                 reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,

@@ -746,3 +746,43 @@ def test_a_finished_training_is_not_run_again_with_the_same_settings(tmp_path):
     assert recorded(micro_batches_by_length="-")  # a setting newer than that run
     assert not recorded(lora_r=16)
     assert not recorded(old_setting=1)  # a setting since removed
+
+
+def test_bf16_on_cpu_is_autocast_and_frozen_weights_cast_once_change_nothing(rows_file, tmp_path):
+    """bf16 on CPU runs the completion-head loss under autocast (it calls the decoder past the forward accelerate
+    wraps), and storing the frozen projections in bf16 once gives the very losses autocast's own casts give."""
+    def curve(out):
+        m = json.loads((out / "manifest.json").read_text())
+        return m["loss_curve"], m["resolved"]
+
+    quiet = {"log": lambda *_: None}
+    cast, resolved = curve(train(tiny(rows_file, tmp_path / "cast", max_steps=2, precision="bf16"), **quiet))
+    autocast, resolved_plain = curve(train(tiny(rows_file, tmp_path / "autocast", max_steps=2, precision="bf16",
+                                                cast_frozen_weights=False), **quiet))
+    fp32, _ = curve(train(tiny(rows_file, tmp_path / "fp32", max_steps=2), **quiet))
+    assert resolved["loss_implementation"].startswith("LM head on completion positions")
+    assert resolved["frozen_weights"].endswith("stored in bf16 (cast once, not by autocast per forward)")
+    assert resolved_plain["frozen_weights"] == "as loaded"
+    assert cast == autocast
+    assert cast != fp32  # bf16 rounding shows: the loss ran under autocast, not silently in float32
+
+
+def test_frozen_weights_leave_the_checkpoint_mapping(tmp_path):
+    import torch
+
+    from tracekd import students
+    from tracekd.train import memory
+    from tracekd.train.weights import cast_frozen_linears, file_mappings, own_frozen_weights
+
+    model = students.load_model(students.resolve("tiny-random"), dtype=torch.float32).requires_grad_(False)
+
+    def mapped():
+        spans = file_mappings()
+        return [n for n, p in model.named_parameters() if any(lo <= p.data_ptr() < hi for lo, hi in spans)]
+
+    assert mapped(), "transformers no longer maps safetensors: own_frozen_weights has nothing to do"
+    cast = cast_frozen_linears(model, torch.bfloat16)
+    assert cast > 0 and own_frozen_weights(model) > 0 and mapped() == []
+    assert {p.dtype for n, p in model.named_parameters() if "proj" in n} == {torch.bfloat16}
+    assert model.get_input_embeddings().weight.dtype == torch.float32
+    assert memory.trim_heap() is True  # glibc here

@@ -164,11 +164,17 @@ class ComputeSettings:
         "help": "CPU: LoRA dropout masks from 16-bit random words (tracekd.train.dropout.BitDropout) instead of "
                 "torch's per-element Bernoulli draws, which took ~21% of a bAbI step here; same independent "
                 "per-element masks, p rounded to a multiple of 1/65536 (0.05 -> 0.0500031, recorded in the manifest)"})
+    cast_frozen_weights: bool = field(default=True, metadata={
+        "help": "CPU bf16: store the frozen base projections in bf16 once instead of letting autocast cast them at "
+                "every forward (the same values: loss and gradients equal), and copy the remaining frozen weights out "
+                "of the memory-mapped checkpoint; faster steps and ~0.7 GB less peak memory for the default student "
+                "(benchmarks/bench_train.py --levers cast-weights)"})
     return_freed_memory: bool = field(default=True, metadata={
         "help": "CPU: glibc hands freed activation-sized blocks back to the OS at once (fixed 1 MiB mmap "
                 "threshold), so peak RSS tracks the live tensors; it costs page faults (measured on CoTemp rows, "
-                "one row per micro-batch: 0.4 GB lower peak, 1.2x slower steps, benchmarks/bench_memory.py); false "
-                "keeps glibc's defaults (as TRACEKD_KEEP_MALLOC=1 does)"})
+                "one row per micro-batch: 0.4 GB lower peak, 1.2x slower steps, benchmarks/bench_memory.py), and after every "
+                "micro-batch the heap's free pages go back too (malloc_trim); false keeps glibc's defaults (as "
+                "TRACEKD_KEEP_MALLOC=1 does)"})
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:

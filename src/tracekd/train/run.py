@@ -41,6 +41,7 @@ from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
 from .data import Preflight, Tokenized, preflight
 from .loss import completion_loss, supports
+from .weights import cast_frozen_linears, own_frozen_weights
 
 #: config fields a resumed run may change without changing what is trained
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
@@ -119,7 +120,7 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 
 def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = False, by_length: bool = False,
-                        plan: memory.Plan | None = None):
+                        plan: memory.Plan | None = None, trim_heap: bool = False):
     """SFTTrainer that records which rows made each optimizer step and logs every step to JSONL.
 
     With ``plain_loss`` the loss is the model's own cross-entropy on the (completion-only) labels,
@@ -130,7 +131,8 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
     With ``by_length`` each optimizer step's rows are regrouped into micro-batches of similar length
     (:func:`.batch.regroup_step`; needs ``tracekd_features``), or packed to the memory ``plan``'s budget
     when it packs. A ``plan`` with checkpointing for some micro-batches only switches it per micro-batch
-    (:func:`.memory.set_checkpointing`).
+    (:func:`.memory.set_checkpointing`). With ``trim_heap`` the heap's free pages go back to the OS after each
+    micro-batch (:func:`.memory.trim_heap`).
     """
     import torch
     from accelerate.utils import gather_object
@@ -151,7 +153,10 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if head_on_completion and not return_outputs and "labels" in inputs:
-                loss = completion_loss(model, inputs, num_items_in_batch)
+                # completion_loss calls the decoder itself, past the model.forward that accelerate wraps in
+                # autocast (transformers 5 leaves autocast to accelerate): enter it here, or bf16/fp16 runs float32
+                with self.accelerator.autocast():
+                    loss = completion_loss(model, inputs, num_items_in_batch)
                 if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                     loss = loss * self.accelerator.num_processes  # as Trainer.compute_loss scales it
                 return loss
@@ -171,7 +176,10 @@ def _make_trainer_class(plain_loss: bool = False, head_on_completion: bool = Fal
             idx = inputs.pop("row_index", None)
             if idx is not None:
                 self.tracekd_ids.extend(self.tracekd_row_ids[i] for i in idx.tolist())
-            return super().training_step(model, inputs, *args, **kwargs)
+            loss = super().training_step(model, inputs, *args, **kwargs)
+            if trim_heap:
+                memory.trim_heap()
+            return loss
 
         def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
             super().log(logs, start_time)
@@ -428,6 +436,8 @@ class Model:
     head_on_completion: bool
     memory_plan: Any  # memory.Plan
     memory: dict  # the plan as recorded (memory_plan.json)
+    returns_freed_memory: bool = False  # CPU: fixed mmap threshold applied, heap trimmed after each micro-batch
+    frozen_weights: str | None = None  # how the frozen base weights are stored, when not as loaded
 
 
 @dataclasses.dataclass
@@ -540,8 +550,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     mem_plan, mem_saved = _memory_plan(cfg, run.out, resume_from, run.student, data.kept, device,
                                        run.batch.accumulation, head_on_completion, log)
     checkpointing = mem_plan.gradient_checkpointing
-    if device == "cpu" and cfg.compute.return_freed_memory:
-        memory.return_freed_memory_to_os()
+    returns_freed = device == "cpu" and cfg.compute.return_freed_memory and memory.return_freed_memory_to_os()
     threads = runtime.use_physical_cores() if device == "cpu" else None
     precision = runtime.precision(cfg.compute.precision, device)
     transformers.set_seed(cfg.runtime.seed)  # before PEFT draws the LoRA initialisation
@@ -563,8 +572,16 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
             raise ConfigError(f"loss_implementation completion-head does not support student {cfg.model.student!r} "
                               "(logit soft-capping/scaling or an unusual layout); use auto or model")
         head_on_completion = False
+    frozen = None
+    if device == "cpu" and precision == "bf16" and cfg.compute.cast_frozen_weights and not cfg.model.qlora:
+        import torch
+
+        cast = cast_frozen_linears(model, torch.bfloat16)
+        owned = own_frozen_weights(model)
+        frozen = f"{cast} frozen projections stored in bf16 (cast once, not by autocast per forward)"
+        log(f"{frozen}; {owned / 1e6:.0f} MB of other frozen weights copied out of the checkpoint's mapping")
     return Model(model, targets, trainable, total, device, precision, checkpointing, threads, cal, plain_loss,
-                 head_on_completion, mem_plan, mem_saved)
+                 head_on_completion, mem_plan, mem_saved, bool(returns_freed), frozen)
 
 
 def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
@@ -585,7 +602,7 @@ def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
                        per_device=model.memory_plan.per_device_train_batch_size)
     devices.check_single_process_gpus(args.n_gpu, run.gpus.world_size)
     Trainer = _make_trainer_class(model.plain_loss, model.head_on_completion, cfg.compute.micro_batches_by_length,
-                                  model.memory_plan)
+                                  model.memory_plan, trim_heap=model.returns_freed_memory)
     trainer = Trainer(model=model.model, args=args, train_dataset=dataset, processing_class=run.tokenizer,
                       data_collator=_collator(run.tokenizer.pad_token_id))
     trainer.tracekd_row_ids = [t.id for t in kept]
@@ -659,7 +676,9 @@ def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: di
                                           if model.plain_loss else "TRL fused LM head"),
                   "precision_source": ("requested" if cfg.compute.precision != "auto" else "measured" if cal is not None
                                        else "device support"),
-                  "calibration": cal.to_dict() if cal is not None else None, "torch_threads": model.threads},
+                  "calibration": cal.to_dict() if cal is not None else None, "torch_threads": model.threads,
+                  "frozen_weights": model.frozen_weights or "as loaded",
+                  "return_freed_memory": model.returns_freed_memory},
         data={"file_rows": data.file_rows, "subset_rows": report.rows, "trained_rows": len(data.kept),
               "dropped_rows": report.dropped, "trainable_tokens": report.trainable_tokens,
               "max_length": cfg.data.max_length, "longest_row_tokens": report.longest},
