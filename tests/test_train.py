@@ -297,7 +297,9 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     assert m["resolved"]["precision"] == cal["precision"] == calibration.decide_from_speedups(cal["bf16_speedups"])[0]
     assert cal["seconds"] > 0 and cal["torch_version"] == m["versions"]["torch"]
     # both of tiny-random's layers, then one: a layer's time, and a decoding step's for dry-run estimates
-    assert cal["probe"].endswith("one layer's time from 2 vs 1 layers") and cal["decode_step_s"] > 0
+    assert "one layer's time from 2 vs 1 layers" in cal["probe"] and cal["decode_step_s"] > 0
+    # bf16 timed as training runs it: the frozen projections stored in bf16
+    assert cal["bf16_weights"] is True and cal["probe"].endswith("frozen projections stored in bf16")
     # kept per probe shape: training's micro-batch (4 rows here), rounded up to a power of two
     assert cal["probe_rows"] * (cal["tokens_per_pass"] // cal["probe_rows"]) == cal["tokens_per_pass"]
     shape = (cal["probe_rows"], cal["tokens_per_pass"] // cal["probe_rows"])
@@ -377,7 +379,9 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
     # 2 rows of median 40 tokens: a 128-token micro-batch (the power of two above 80) in 2 rows of 64
-    assert cal.probe == "2 x 64 tokens, 1 of 2 decoder layers, loss on 16 positions per row"
+    assert cal.probe == ("2 x 64 tokens, 1 of 2 decoder layers, loss on 16 positions per row; bf16 with the frozen "
+                         "projections stored in bf16")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the bf16 passes' weights swapped back
     assert cal.tokens_per_pass == 128 and cal.probe_rows == 2
     # the decoding probe steps through both layers and one, with the adapter off; it is on again in every layer
     assert cal.decode_step_s > 0
@@ -390,6 +394,8 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64)) == cal
     assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(1, 512)) is None  # another shape
     assert calibration.nearest("tiny-random", "cpu", tokens=512, threads=threads) == cal  # the closest one cached
+    # bf16 with float32 weights cast by autocast is another measurement, cached apart
+    assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64), bf16_weights=False) is None
 
 
 def test_a_calibration_starved_by_other_processes_is_used_but_not_cached(tmp_path, monkeypatch):

@@ -42,7 +42,7 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 4  # 4: a micro-batch shaped like training's (was 1-2 rows of at most 96 tokens)
+TRAIN_PROBE_VERSION = 5  # 5: bf16 as training runs it (frozen projections in bf16); 4: training's micro-batch
 #: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
 PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 #: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);
@@ -93,6 +93,9 @@ class Calibration:
         "help": "train only: seconds of one greedy decoding step of the whole student (no adapter, float32) for "
                 "DECODE_ROWS rows, from steps through 1 and DECODE_LAYERS layers; dry runs use it "
                 "for generation before a generate stage has finished here"})
+    bf16_weights: bool | None = field(default=None, metadata={
+        "help": "train only: the bf16 passes ran with the frozen projections stored in bf16, as training with "
+                "cast_frozen_weights stores them (false: float32 weights that autocast casts at every forward)"})
     others_cpu_share: float | None = field(default=None, metadata={
         "help": "share of the CPUs other processes took while it measured (/proc/stat; over MAX_OTHERS_SHARE it "
                 "is used for the run that measured it but not cached)"})
@@ -242,9 +245,10 @@ def default_threads() -> int:
 
 
 def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None,
-               probe: tuple[int, int] | None = None) -> Path | None:
+               probe: tuple[int, int] | None = None, bf16_weights: bool = True) -> Path | None:
     """Where the calibration of ``student`` on this machine lives (None without torch); a training
-    calibration is kept per probe shape ``(rows, length)`` (:func:`probe_batch`)."""
+    calibration is kept per probe shape ``(rows, length)`` (:func:`probe_batch`) and per way bf16 stores the
+    frozen weights (``bf16_weights``: in bf16, or float32 cast by autocast)."""
     tv = torch_version()
     if tv is None:
         return None
@@ -253,13 +257,13 @@ def cache_path(student: str, device: str, kind: str = "train", *, threads: int |
     key = "|".join([str(CALIBRATION_VERSION), ident["cpu_model"], ident["cpu_flags_digest"], tv, str(threads),
                     student, device, kind])
     if kind == "train":
-        key += f"|probe{TRAIN_PROBE_VERSION}|{probe or ''}"
+        key += f"|probe{TRAIN_PROBE_VERSION}|{probe or ''}" + ("" if bf16_weights else "|bf16-autocast-casts")
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
     return students.cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None,
-             probe: tuple[int, int] | None = None) -> Calibration | None:
+             probe: tuple[int, int] | None = None, bf16_weights: bool = True) -> Calibration | None:
     """The cached calibration of ``student`` on ``device`` for this machine and torch build, or None.
 
     ``probe`` is the training probe's shape (:func:`probe_batch`). Never measures and never imports
@@ -267,7 +271,7 @@ def measured(student: str, device: str = "cpu", kind: str = "train", *, threads:
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return _read(cache_path(student, device, kind, threads=threads, probe=probe))
+    return _read(cache_path(student, device, kind, threads=threads, probe=probe, bf16_weights=bf16_weights))
 
 
 def _read(path: Path | None) -> Calibration | None:
@@ -291,7 +295,8 @@ def nearest(student: str, device: str = "cpu", *, tokens: int, threads: int | No
         cal = _read(path)
         # its own key (this machine, torch build, threads, probe version and shape) names the file
         if cal is not None and cal.probe and path == cache_path(student, device, "train", threads=threads,
-                                                                probe=_shape(cal)):
+                                                                probe=_shape(cal),
+                                                                bf16_weights=cal.bf16_weights is not False):
             found.append(cal)
     return min(found, key=lambda c: (abs(c.tokens_per_pass - tokens), c.tokens_per_pass), default=None)
 
@@ -307,7 +312,7 @@ def _store(cal: Calibration) -> None:
     if cal.starved:
         return
     path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads,
-                      probe=_shape(cal) if cal.kind == "train" else None)
+                      probe=_shape(cal) if cal.kind == "train" else None, bf16_weights=cal.bf16_weights is not False)
     if path is not None:
         with contextlib.suppress(OSError):
             write_json(path, cal.to_dict())
@@ -387,8 +392,12 @@ def _now() -> str:
 def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1, vocab_size: int | None = None,
                        refresh: bool = False, seed: int = 0, loss: Callable | None = None,
                        pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-                       layers: int | None = None) -> Calibration:
+                       layers: int | None = None, bf16_weights: bool = True) -> Calibration:
     """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
+
+    With ``bf16_weights`` (training's ``cast_frozen_weights``) the bf16 passes run as bf16 training does: the frozen
+    projections stored in bf16 (:func:`tracekd.train.weights.cast_frozen_linears`; swapped in for the pass, float32
+    restored after), not cast by autocast at every forward.
 
     The already-loaded training model is measured (no second load). ``lengths`` are the token counts
     of the rows to be trained and ``rows`` the rows per micro-batch (the probe's shape follows them, see
@@ -412,7 +421,8 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
 
     threads = torch.get_num_threads()
     rows, length = probe_batch(lengths, rows)
-    if not refresh and (hit := measured(student, "cpu", "train", threads=threads, probe=(rows, length))) is not None:
+    key = {"threads": threads, "probe": (rows, length), "bf16_weights": bf16_weights}
+    if not refresh and (hit := measured(student, "cpu", "train", **key)) is not None:
         return hit
     t0, meter = time.monotonic(), LoadMeter.start()
     vocab = vocab_size or int(model.config.vocab_size)
@@ -431,15 +441,25 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     probe = (f"{rows} x {length} tokens, " + (f"{k_layers} of {n_layers} decoder layers, " if n_layers else "")
              + f"loss on {completion} positions per row" + (f"; one layer's time from {k_layers} vs {half} layers"
                                                            if half else ""))
+    if bf16_weights:
+        probe += "; bf16 with the frozen projections stored in bf16"
     loss_fn = loss or (lambda m, batch: m(**batch).loss)
     was_training = model.training
     model.train()
+    # (weight, float32 data, bf16 data) of the frozen projections a pass through the slice uses
+    swaps = _bf16_weights(model, list(all_layers)[k_layers:] if n_layers else []) if bf16_weights else []
 
     def step(bf16: bool) -> Callable[[], None]:
         def run() -> None:
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                value = loss_fn(model, inputs)
-            value.backward()
+            for weight, _, low in swaps if bf16 else ():
+                weight.data = low
+            try:
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    value = loss_fn(model, inputs)
+                value.backward()
+            finally:
+                for weight, full, _ in swaps if bf16 else ():
+                    weight.data = full
             model.zero_grad(set_to_none=True)
         return run
 
@@ -493,10 +513,22 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
                               cpu_model=identity["cpu_model"], cpu_flags_digest=identity["cpu_flags_digest"],
                               threads=threads, torch_version=torch_version() or str(torch.__version__),
                               measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups],
-                              probe=probe, probe_rows=rows, decode_step_s=decode_step,
+                              probe=probe, probe_rows=rows, decode_step_s=decode_step, bf16_weights=bf16_weights,
                               others_cpu_share=meter.others_share())
     _store(calibration)
     return calibration
+
+
+def _bf16_weights(model, skipped_layers: list) -> list[tuple[Any, Any, Any]]:
+    """(weight, its float32 data, a bf16 copy) of each frozen projection bf16 training stores in bf16, outside the
+    decoder layers ``skipped_layers`` (those the probe's slice leaves out)."""
+    import torch
+
+    from .train.weights import frozen_linears
+
+    skipped = {id(m) for layer in skipped_layers for m in layer.modules()}
+    return [(mod.weight, mod.weight.data, mod.weight.data.to(torch.bfloat16))
+            for mod in frozen_linears(model) if id(mod) not in skipped and mod.weight.dtype == torch.float32]
 
 
 def _keep_layers(decoder, all_layers, n: int) -> None:

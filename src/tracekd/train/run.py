@@ -306,7 +306,7 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
 
 
 def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized],
-                 head_on_completion: bool = False, rows: int = 1):
+                 head_on_completion: bool = False, rows: int = 1, bf16_weights: bool = True):
     """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes).
 
     The probe uses training's loss (the LM head on completion positions when training does) on micro-batches
@@ -319,7 +319,7 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
         except (TypeError, ValueError):
             pass
     cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept], rows=rows,
-                             loss=completion_loss if head_on_completion else None)
+                             loss=completion_loss if head_on_completion else None, bf16_weights=bf16_weights)
     if _main_process():
         write_json(path, cal.to_dict())
     return cal
@@ -537,6 +537,11 @@ def start_output(run: Setup, data: Data, resume_from: str | None, log=print) -> 
         log(f"preflight: dropped {data.preflight.dropped} row(s) (see {out / 'preflight.json'})")
 
 
+def _casts_frozen_weights(cfg: TrainConfig) -> bool:
+    """Whether bf16 on CPU stores the frozen projections in bf16 (:mod:`.weights`)."""
+    return cfg.compute.cast_frozen_weights and not cfg.model.qlora
+
+
 def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Model:
     """The memory plan (before the model loads: a row that cannot fit even alone is an error now), the
     precision (measured on CPU for ``auto``) and the student wrapped with LoRA."""
@@ -559,7 +564,8 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     cal = None
     if device == "cpu" and cfg.compute.precision == "auto":
         cal = _calibration(run.out, resume_from, model, cfg.model.student, data.kept,
-                           head_on_completion and supports(model), rows=mem_plan.per_device_train_batch_size)
+                           head_on_completion and supports(model), rows=mem_plan.per_device_train_batch_size,
+                           bf16_weights=_casts_frozen_weights(cfg))
         precision = runtime.precision(cfg.compute.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
@@ -573,7 +579,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
                               "(logit soft-capping/scaling or an unusual layout); use auto or model")
         head_on_completion = False
     frozen = None
-    if device == "cpu" and precision == "bf16" and cfg.compute.cast_frozen_weights and not cfg.model.qlora:
+    if device == "cpu" and precision == "bf16" and _casts_frozen_weights(cfg):
         import torch
 
         cast = cast_frozen_linears(model, torch.bfloat16)

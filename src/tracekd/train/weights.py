@@ -16,13 +16,22 @@ bf16 copy. :func:`own_frozen_weights` gives every remaining frozen parameter its
 from __future__ import annotations
 
 
+def frozen_linears(model) -> list:
+    """The ``nn.Linear`` modules of ``model`` whose weight is frozen and not shared with an embedding (a tied LM
+    head): the ones :func:`cast_frozen_linears` casts."""
+    import torch
+
+    shared = {id(p) for mod in model.modules() if isinstance(mod, torch.nn.Embedding) for p in mod.parameters()}
+    return [mod for mod in model.modules()
+            if type(mod) is torch.nn.Linear and not mod.weight.requires_grad and id(mod.weight) not in shared]
+
+
 def cast_frozen_linears(model, dtype) -> int:
     """Store the weight of every frozen ``nn.Linear`` of ``model`` in ``dtype``, except weights shared with an
     embedding (a tied LM head); returns how many were cast.
 
     >>> import torch
     >>> m = torch.nn.Sequential(torch.nn.Embedding(5, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 5, bias=False))
-    >>> m[2].weight = torch.nn.Parameter(m[0].weight.detach()[:, :4].clone())  # an untied head
     >>> _ = m.requires_grad_(False)
     >>> cast_frozen_linears(m, torch.bfloat16), m[1].weight.dtype, m[1].bias.dtype, m[0].weight.dtype
     (2, torch.bfloat16, torch.float32, torch.float32)
@@ -30,17 +39,11 @@ def cast_frozen_linears(model, dtype) -> int:
     >>> cast_frozen_linears(m, torch.bfloat16), m[2].weight.dtype
     (0, torch.float32)
     """
-    import torch
-
-    shared = {id(p) for mod in model.modules() if isinstance(mod, torch.nn.Embedding) for p in mod.parameters()}
     cast = 0
-    for mod in model.modules():
-        weight = getattr(mod, "weight", None)
-        if (type(mod) is not torch.nn.Linear or weight is None or weight.requires_grad or id(weight) in shared
-                or weight.dtype == dtype):
-            continue
-        weight.data = weight.data.to(dtype)
-        cast += 1
+    for mod in frozen_linears(model):
+        if mod.weight.dtype != dtype:
+            mod.weight.data = mod.weight.data.to(dtype)
+            cast += 1
     return cast
 
 
