@@ -792,3 +792,20 @@ def test_frozen_weights_leave_the_checkpoint_mapping(tmp_path):
     assert {p.dtype for n, p in model.named_parameters() if "proj" in n} == {torch.bfloat16}
     assert model.get_input_embeddings().weight.dtype == torch.float32
     assert memory.trim_heap() is True  # glibc here
+
+
+def test_calibration_times_two_more_rounds_when_pairs_disagree(tmp_path, monkeypatch):
+    from tracekd import calibration
+    from tracekd.train.loss import completion_loss
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)
+    # first rounds: bf16 1.25x, then 0.98x (a disturbed pair); the two more rounds: 1.25x twice
+    answers = iter([{"fp32": [1.0, 1.0], "bf16": [0.8, 1.02], "half": [0.6, 0.6]},
+                    {"fp32": [1.0, 1.0], "bf16": [0.8, 0.8], "half": [0.6, 0.6]}])
+    calls = []
+    monkeypatch.setattr(calibration, "time_pairs", lambda runs, **kw: calls.append(kw) or next(answers))
+    cal = calibration.calibrate_training(_lora_tiny(), "tiny-random", [40, 30, 50], rows=2, loss=completion_loss,
+                                         layers=2, refresh=True)
+    assert len(calls) == 2 and calls[1]["pairs"] == calibration.EXTRA_PAIRS
+    assert cal.bf16_speedups == [1.25, 0.9804, 1.25, 1.25] and cal.precision == "bf16"  # one lost pair of 4

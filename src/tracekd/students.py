@@ -160,6 +160,7 @@ def _materialise(name: str, build) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
         try:
             build(tmp)
+            _fsync_tree(tmp)
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -167,6 +168,16 @@ def _materialise(name: str, build) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` to disk before it is renamed into place: a crash cannot leave a complete-looking
+    student with empty weight files, and the kernel's writeback of the weights (hundreds of MB) is done before
+    training starts instead of competing with its first steps and the precision calibration."""
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
