@@ -167,8 +167,8 @@ class ComputeSettings:
     cast_frozen_weights: bool = field(default=True, metadata={
         "help": "CPU bf16: store the frozen base projections in bf16 once instead of letting autocast cast them at "
                 "every forward (the same values: loss and gradients equal), and copy the remaining frozen weights out "
-                "of the memory-mapped checkpoint; faster steps and ~0.7 GB less peak memory for the default student "
-                "(benchmarks/bench_train.py --levers cast-weights)"})
+                "of the memory-mapped checkpoint; measured on the demo's rows: 0.45 GiB less peak memory (2.78 -> "
+                "2.33 GiB), the same speed (benchmarks/bench_train.py --levers cast-weights --pairs 3: 1.01x)"})
     return_freed_memory: bool = field(default=True, metadata={
         "help": "CPU: glibc hands freed activation-sized blocks back to the OS at once (fixed 1 MiB mmap "
                 "threshold), so peak RSS tracks the live tensors; it costs page faults (measured on CoTemp rows, "
