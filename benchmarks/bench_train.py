@@ -96,6 +96,7 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     from tracekd import students
     from tracekd.calibration import calibrate_training
     from tracekd.train.loss import completion_loss, supports
+    from tracekd.train.weights import frozen_linears
 
     s = students.resolve(student_name)
     tok = students.load_tokenizer(s)
@@ -110,7 +111,8 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     for _ in range(n):
         load = os.getloadavg()[0]
         # training's micro-batch: TrainConfig's default 4 rows (no memory budget splits bAbI's short rows)
-        cal = calibrate_training(model, student_name, lengths, rows=4, refresh=True, loss=loss)
+        cal = calibrate_training(model, student_name, lengths, rows=4, refresh=True, loss=loss,
+                                 bf16_modules=frozen_linears(model))
         out.append({"precision": cal.precision, "seconds": cal.seconds, "bf16_speedups": cal.bf16_speedups,
                     "fp32_tokens_per_s": cal.fp32_tokens_per_s, "bf16_tokens_per_s": cal.bf16_tokens_per_s,
                     "tokens_per_pass": cal.tokens_per_pass, "probe": cal.probe, "decode_step_s": cal.decode_step_s,

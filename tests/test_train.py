@@ -367,6 +367,7 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
 
     from tracekd import calibration
     from tracekd.train.loss import base_causal_lm, completion_loss
+    from tracekd.train.weights import frozen_linears
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
     monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)  # cached however busy the machine running the tests
@@ -374,7 +375,7 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     layers = base_causal_lm(model).model.layers
     before = [p.detach().clone() for p in model.parameters()]
     cal = calibration.calibrate_training(model, "tiny-random", [40, 30, 50], rows=2, loss=completion_loss, layers=1,
-                                         pairs=2)
+                                         pairs=2, bf16_modules=frozen_linears(model))
     assert base_causal_lm(model).model.layers is layers and len(layers) == 2
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())

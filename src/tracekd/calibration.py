@@ -413,12 +413,12 @@ def _now() -> str:
 def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1, vocab_size: int | None = None,
                        refresh: bool = False, seed: int = 0, loss: Callable | None = None,
                        pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-                       layers: int | None = None, bf16_weights: bool = True) -> Calibration:
+                       layers: int | None = None, bf16_modules: list | None = None) -> Calibration:
     """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
 
-    With ``bf16_weights`` (training's ``cast_frozen_weights``) the bf16 passes run as bf16 training does: the frozen
-    projections stored in bf16 (:func:`tracekd.train.weights.cast_frozen_linears`; swapped in for the pass, float32
-    restored after), not cast by autocast at every forward.
+    ``bf16_modules`` are the modules whose weights bf16 training stores in bf16 (with ``cast_frozen_weights``:
+    :func:`tracekd.train.weights.frozen_linears`): the bf16 passes then run as that training does, with bf16 copies
+    of those weights swapped in (float32 restored after each pass). None: autocast casts the float32 weights.
 
     The already-loaded training model is measured (no second load). ``lengths`` are the token counts
     of the rows to be trained and ``rows`` the rows per micro-batch (the probe's shape follows them, see
@@ -443,6 +443,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
 
     threads = torch.get_num_threads()
     rows, length = probe_batch(lengths, rows)
+    bf16_weights = bf16_modules is not None
     key = {"threads": threads, "probe": (rows, length), "bf16_weights": bf16_weights}
     if not refresh and (hit := measured(student, "cpu", "train", **key)) is not None:
         return hit
@@ -469,7 +470,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     was_training = model.training
     model.train()
     # (weight, float32 data, bf16 data) of the frozen projections a pass through the slice uses
-    swaps = _bf16_weights(model, list(all_layers)[k_layers:] if n_layers else []) if bf16_weights else []
+    swaps = _bf16_copies(bf16_modules or [], list(all_layers)[k_layers:] if n_layers else [])
 
     def step(bf16: bool) -> Callable[[], None]:
         def run() -> None:
@@ -544,16 +545,14 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     return calibration
 
 
-def _bf16_weights(model, skipped_layers: list) -> list[tuple[Any, Any, Any]]:
-    """(weight, its float32 data, a bf16 copy) of each frozen projection bf16 training stores in bf16, outside the
-    decoder layers ``skipped_layers`` (those the probe's slice leaves out)."""
+def _bf16_copies(modules: list, skipped_layers: list) -> list[tuple[Any, Any, Any]]:
+    """(weight, its float32 data, a bf16 copy) of each of ``modules`` outside the decoder layers ``skipped_layers``
+    (those the probe's slice leaves out)."""
     import torch
-
-    from .train.weights import frozen_linears
 
     skipped = {id(m) for layer in skipped_layers for m in layer.modules()}
     return [(mod.weight, mod.weight.data, mod.weight.data.to(torch.bfloat16))
-            for mod in frozen_linears(model) if id(mod) not in skipped and mod.weight.dtype == torch.float32]
+            for mod in modules if id(mod) not in skipped and mod.weight.dtype == torch.float32]
 
 
 def _keep_layers(decoder, all_layers, n: int) -> None:
@@ -641,7 +640,7 @@ def explain() -> str:
             "with the frozen projections stored in bf16 as bf16 training stores them (one warm-up each, then up to "
             f"{TRAIN_PAIRS} back-to-back pairs, {EXTRA_PAIRS} more when some pair has bf16 {BF16_MARGIN:.2f}x faster and some "
             "not, each round with a pass through half the slice for the time of one layer; then "
-            "a few decoding steps for dry-run estimates; 1.4-2 s in all on a 2-core machine, printed and recorded); bf16 is "
+            "a few decoding steps for dry-run estimates; 1.3-2.6 s in all on a 2-core machine, printed and recorded); bf16 is "
             f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
             "pair (all but one of 4 or more), otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
             "version, threads, student and probe shape in $TRACEKD_CACHE/calibration/ and recorded in the manifest "

@@ -438,7 +438,8 @@ def return_freed_memory_to_os() -> bool:
 
 
 def trim_heap() -> bool:
-    """Hand the free pages inside glibc's heaps back to the OS (``malloc_trim(0)``); returns whether it ran.
+    """Hand the free pages inside glibc's heaps back to the OS (``malloc_trim(0)``); returns whether it ran (not
+    whether there was anything to hand back).
 
     With the fixed mmap threshold, blocks under 1 MiB (bf16 activations of a few hundred tokens among them) still
     come from the heap, whose free gaps between live blocks stay resident: on the demo's rows they grew to ~1 GB
@@ -448,7 +449,10 @@ def trim_heap() -> bool:
     if os.environ.get("TRACEKD_KEEP_MALLOC") == "1":
         return False
     trim = _malloc_trim()
-    return bool(trim(0)) if trim is not None else False
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 @functools.lru_cache(maxsize=1)

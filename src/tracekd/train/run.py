@@ -41,7 +41,7 @@ from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
 from .data import Preflight, Tokenized, preflight
 from .loss import completion_loss, supports
-from .weights import cast_frozen_linears, own_frozen_weights
+from .weights import cast_frozen_linears, frozen_linears, own_frozen_weights
 
 #: config fields a resumed run may change without changing what is trained
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
@@ -319,7 +319,8 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
         except (TypeError, ValueError):
             pass
     cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept], rows=rows,
-                             loss=completion_loss if head_on_completion else None, bf16_weights=bf16_weights)
+                             loss=completion_loss if head_on_completion else None,
+                             bf16_modules=frozen_linears(model) if bf16_weights else None)
     if _main_process():
         write_json(path, cal.to_dict())
     return cal

@@ -5,7 +5,7 @@ and autograd keeps that copy for the backward pass: per micro-batch, one bf16 co
 held until the backward and freed. For frozen projections (LoRA trains only its own small matrices) the copy is the
 same every time, so :func:`cast_frozen_linears` stores those weights in bf16 once. Autocast then has nothing to cast
 for them, and the values are the ones it would have computed (a bf16 cast rounds the same float32 the same way;
-the loss and LoRA gradients are equal, tested). Norms, embeddings (and an LM head tied to them) keep float32:
+two training steps give the same losses, tested). Norms, embeddings (and an LM head tied to them) keep float32:
 autocast runs those in float32.
 
 The weights come from a safetensors file that transformers maps into memory; a tensor left in that mapping keeps
