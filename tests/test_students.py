@@ -90,3 +90,14 @@ def test_gguf_is_parsed_once_while_the_default_student_converts():
         assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 30) is table
         assert table.get_name("model.layers.3.self_attn.q_proj") == "blk.3.attn_q"
     assert gguf.GGUFReader is original and gguf.get_tensor_name_map is names
+    # that parse reads a plain array view of the mapping, and finds what gguf's own reader finds
+    import numpy as np
+
+    plain, own = students._read_gguf(original, path), original(path)
+    assert type(plain.data) is np.ndarray and isinstance(own.data, np.memmap)
+    tokens = "tokenizer.ggml.tokens"
+    assert [bytes(plain.fields[tokens].parts[i]) for i in plain.fields[tokens].data[:50]] == \
+        [bytes(own.fields[tokens].parts[i]) for i in own.fields[tokens].data[:50]]
+    assert [(t.name, t.data.tobytes()[:64]) for t in plain.tensors[:3]] == \
+        [(t.name, t.data.tobytes()[:64]) for t in own.tensors[:3]]
+    assert list(plain.fields) == list(own.fields)
