@@ -425,15 +425,13 @@ def return_freed_memory_to_os() -> bool:
     """
     if os.environ.get("TRACEKD_KEEP_MALLOC") == "1":
         return False
-
-    name = ctypes.util.find_library("c")
-    if not name:
+    libc = _libc()
+    if libc is None:
         return False
     try:
-        libc = ctypes.CDLL(name)
         m_trim_threshold, m_mmap_threshold = -1, -3
         return bool(libc.mallopt(m_mmap_threshold, 1 << 20)) and bool(libc.mallopt(m_trim_threshold, 1 << 20))
-    except (OSError, AttributeError):
+    except AttributeError:  # a C library without mallopt
         return False
 
 
@@ -448,7 +446,7 @@ def trim_heap() -> bool:
     """
     if os.environ.get("TRACEKD_KEEP_MALLOC") == "1":
         return False
-    trim = _malloc_trim()
+    trim = getattr(_libc(), "malloc_trim", None)
     if trim is None:
         return False
     trim(0)
@@ -456,9 +454,10 @@ def trim_heap() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def _malloc_trim():
+def _libc():
+    """The C library, loaded once (None where there is none to load)."""
     name = ctypes.util.find_library("c")
     try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name) if name else None
+    except OSError:
         return None
