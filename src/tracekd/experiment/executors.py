@@ -9,7 +9,8 @@ mixture of re-submissions - ran a stage.
 - ``subprocess``: ``python -m tracekd.experiment.executors RUN STAGE`` per stage, up to ``max_parallel``
   at once: CPU stages (synth, build, score) side by side, model stages (train, generate) one per GPU
   (``CUDA_VISIBLE_DEVICES`` set to it) or ``cpu_model_stages`` at once without GPU. Logs in
-  ``RUN/logs/<stage>.log``.
+  ``RUN/logs/<stage>.log``. Without GPU, model stages are forked from a server that imported torch,
+  transformers, PEFT and TRL once (:mod:`.preload`) instead of each importing them (~8 s a stage).
 - ``submitit-local``: the same through submitit's ``LocalExecutor`` (real processes, the code path of
   SLURM minus ``sbatch``); logs in ``RUN/logs/<stage>/``.
 - ``slurm``: every unfinished stage is submitted at once with submitit's ``SlurmExecutor``, each job
@@ -248,12 +249,68 @@ def _die_with_parent() -> None:
         pass
 
 
+def _forked_stage(argv: list[str], log_file: str, cwd: str, env: dict[str, str]) -> None:
+    """A stage process started by the fork server: the same as ``python -m tracekd.experiment.executors ARGV``
+    with its output appended to ``log_file``, run in ``cwd`` with ``env``."""
+    _die_with_parent()  # the parent is the fork server, which exits when the runner does
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1, closefd=False)
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    print(f"(process {os.getpid()}, forked from the preloaded server {os.getppid()})", flush=True)
+    sys.exit(main(argv))
+
+
+class _StageForkServer:
+    """multiprocessing's fork server with :mod:`.preload` imported: model stages start from it on CPU.
+
+    Started when the runner starts, so its imports overlap the first CPU stages; stopped (and waited for)
+    when the runner ends, which also makes the stages' peak memory count in this process's
+    ``RUSAGE_CHILDREN`` (they are the server's children).
+    """
+
+    def __init__(self) -> None:
+        import multiprocessing
+        from multiprocessing import forkserver
+
+        self._server = forkserver
+        self.context = multiprocessing.get_context("forkserver")
+        self.context.set_forkserver_preload(["tracekd.experiment.preload"])
+        forkserver.ensure_running()
+
+    @staticmethod
+    def available() -> bool:
+        import multiprocessing
+
+        return "forkserver" in multiprocessing.get_all_start_methods()
+
+    def start(self, argv: list[str], log_file: str, env: dict[str, str]):
+        proc = self.context.Process(target=_forked_stage, args=(argv, log_file, os.getcwd(), env), daemon=False)
+        proc.start()
+        return proc
+
+    def close(self) -> None:
+        stop = getattr(getattr(self._server, "_forkserver", None), "_stop", None)
+        if stop is not None:  # CPython's own shutdown of the server (closes its pipe, waits for it)
+            stop()
+
+
 class SubprocessRunner:
-    """Each stage in its own ``python -m tracekd.experiment.executors`` process on this machine."""
+    """Each stage in its own process on this machine: ``python -m tracekd.experiment.executors`` per stage, or,
+    for model stages on a machine without GPU (``executor.preload_model_stages``), a process forked from a
+    server that imported torch, transformers, PEFT and TRL once (:mod:`.preload`)."""
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, log=print, max_parallel: int | None = None):
         self.config, self.run_dir, self.log = config, Path(run_dir).resolve(), log
         self.slots = Slots(max_parallel or config.executor.max_parallel, model_slots(config))
+        self.preload = (config.executor.preload_model_stages and not any(self.slots.model)
+                        and _StageForkServer.available())
+        self.server: _StageForkServer | None = None
 
     def launch(self, stage: Stage, gpu: str | None):
         path = log_path(self.run_dir, stage)
@@ -265,31 +322,47 @@ class SubprocessRunner:
             pass
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""  # CPU stages never touch a GPU
+        argv = [str(self.run_dir), stage.dirname, str(path)]
         with open(path, "a", encoding="utf-8") as f:
             f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {stage.label}\n")
             f.flush()
-            proc = subprocess.Popen([sys.executable, "-m", "tracekd.experiment.executors", str(self.run_dir),
-                                     stage.dirname, str(path)], stdout=f, stderr=subprocess.STDOUT, env=env,
-                                    cwd=os.getcwd(), preexec_fn=_die_with_parent)
-        return proc
+            if self.server is not None and is_model_stage(stage):
+                return self.server.start(argv, str(path), env)
+            return subprocess.Popen([sys.executable, "-m", "tracekd.experiment.executors", *argv], stdout=f,
+                                    stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(), preexec_fn=_die_with_parent)
 
     @staticmethod
-    def poll(proc: subprocess.Popen):
-        rc = proc.poll()
+    def poll(proc):
+        rc = proc.poll() if isinstance(proc, subprocess.Popen) else proc.exitcode
         return None if rc is None else (rc == 0, rc, "")
 
     @staticmethod
-    def stop(proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+    def stop(proc) -> None:
+        if isinstance(proc, subprocess.Popen):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            return
+        if proc.exitcode is None:
+            proc.terminate()  # SIGTERM
+            proc.join(30)
+            if proc.exitcode is None:
                 proc.kill()
+                proc.join()
 
     def run(self, stages: list[Stage]) -> bool:
-        failures = schedule(stages, self.run_dir, self.slots, self.launch, self.poll,
-                            lambda s, h: str(log_path(self.run_dir, s)), self.stop, self.log)
+        if self.preload and any(is_model_stage(s) and not s.done(self.run_dir) for s in stages):
+            self.server = _StageForkServer()
+        try:
+            failures = schedule(stages, self.run_dir, self.slots, self.launch, self.poll,
+                                lambda s, h: str(log_path(self.run_dir, s)), self.stop, self.log)
+        finally:
+            if self.server is not None:
+                self.server.close()
+                self.server = None
         if failures:
             raise StagesFailed(_failure_message(failures, self.run_dir))
         return True
