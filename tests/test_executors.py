@@ -59,10 +59,65 @@ def test_subprocess_executor_runs_smoke_like_in_process(one_seed, in_process, tm
     assert numbers(out) == numbers(in_process)
     stages = make_plan(load_experiment(one_seed))
     assert all((out / "logs" / f"{s.dirname}.log").exists() for s in stages)  # one log per stage
+    for s in stages:  # no GPU: model stages forked from the preloaded server, CPU stages fresh processes
+        forked = "forked from the preloaded server" in (out / "logs" / f"{s.dirname}.log").read_text()
+        assert forked == (s.kind in ("train", "generate")), s.label
     capsys.readouterr()
     assert main(["run", "--status", str(out)]) == 0
     text = capsys.readouterr().out
     assert f"{len(stages)} done" in text and "analysis and report: written" in text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_forked_stages_die_with_the_runner(one_seed, tmp_path):
+    """A model stage forked from the preloaded server runs in its own process, not the runner's child; when the
+    runner is killed (SIGKILL: no cleanup of its own), the server and the stage go too."""
+    out = tmp_path / "smoke"
+    cmd = [sys.executable, "-m", "tracekd.cli", "run", str(one_seed), "--out", str(out), "--executor", "subprocess"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    stage_pid = stage = None
+    deadline = time.monotonic() + 600
+    while stage_pid is None and proc.poll() is None and time.monotonic() < deadline:
+        for stage in _train_holders(out):
+            try:
+                stage_pid = json.loads((stage / "RUNNING.json").read_text())["pid"]
+            except (OSError, ValueError):
+                continue
+            break
+        time.sleep(0.02)
+    assert stage_pid is not None, "no training was seen running:\n" + proc.communicate(timeout=60)[0][-2000:]
+    server = int(Path(f"/proc/{stage_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert server != proc.pid and _alive(server)
+    proc.kill()
+    proc.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    while (_alive(stage_pid) or _alive(server)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(stage_pid) and not _alive(server)
+    assert not (stage / "DONE.json").exists()  # stopped, not finished (a training here takes seconds)
+
+
+def test_which_stages_fork_from_the_preloaded_server(tmp_path, monkeypatch):
+    """Only without GPU and only while executor.preload_model_stages is on; a GPU's stages start fresh processes
+    (CUDA must not be initialized before a fork, and each stage gets its own CUDA_VISIBLE_DEVICES)."""
+    from tracekd.experiment.executors import SubprocessRunner
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    config = load_experiment(SMOKE)
+    assert SubprocessRunner(config, tmp_path, log=lambda *_: None).preload
+    config.executor.preload_model_stages = False
+    assert not SubprocessRunner(config, tmp_path, log=lambda *_: None).preload
+    config.executor.preload_model_stages = True
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    assert not SubprocessRunner(config, tmp_path, log=lambda *_: None).preload
 
 
 def _train_holders(run_dir: Path):

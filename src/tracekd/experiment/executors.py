@@ -249,10 +249,30 @@ def _die_with_parent() -> None:
         pass
 
 
+def _die_with_runner() -> None:
+    """In a process forked by the fork server: SIGTERM to itself when the runner that asked for it ends (even by
+    SIGKILL). Its parent is the server, which stays while any of its children lives, so PR_SET_PDEATHSIG alone
+    would not do; multiprocessing hands the child a pipe from the runner that closes when the runner does."""
+    import multiprocessing
+    import threading
+    from multiprocessing.connection import wait
+
+    _die_with_parent()  # and with the server
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="die-with-runner", daemon=True).start()
+
+
 def _forked_stage(argv: list[str], log_file: str, cwd: str, env: dict[str, str]) -> None:
     """A stage process started by the fork server: the same as ``python -m tracekd.experiment.executors ARGV``
     with its output appended to ``log_file``, run in ``cwd`` with ``env``."""
-    _die_with_parent()  # the parent is the fork server, which exits when the runner does
+    _die_with_runner()
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
