@@ -68,12 +68,17 @@ def test_subprocess_executor_runs_smoke_like_in_process(one_seed, in_process, tm
     assert f"{len(stages)} done" in text and "analysis and report: written" in text
 
 
-def _alive(pid: int) -> bool:
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state, parent pid, ...), or None once it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return False
-    return state != "Z"
+        return None
+
+
+def _alive(pid: int) -> bool:
+    stat = _stat(pid)
+    return stat is not None and stat[0] != "Z"
 
 
 def test_forked_stages_die_with_the_runner(one_seed, tmp_path):
@@ -94,7 +99,7 @@ def test_forked_stages_die_with_the_runner(one_seed, tmp_path):
             break
         time.sleep(0.02)
     assert stage_pid is not None, "no training was seen running:\n" + proc.communicate(timeout=60)[0][-2000:]
-    server = int(Path(f"/proc/{stage_pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    server = int(_stat(stage_pid)[1])
     assert server != proc.pid and _alive(server)
     proc.kill()
     proc.communicate(timeout=60)

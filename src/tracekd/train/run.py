@@ -588,7 +588,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         frozen = f"{cast} frozen projections stored in bf16 (cast once, not by autocast per forward)"
         log(f"{frozen}; {owned / 1e6:.0f} MB of other frozen weights copied out of the checkpoint's mapping")
     return Model(model, targets, trainable, total, device, precision, checkpointing, threads, cal, plain_loss,
-                 head_on_completion, mem_plan, mem_saved, bool(returns_freed), frozen)
+                 head_on_completion, mem_plan, mem_saved, returns_freed, frozen)
 
 
 def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
