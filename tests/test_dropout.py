@@ -68,3 +68,32 @@ def test_use_bit_dropout_replaces_the_lora_dropouts_only():
                           LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type="CAUSAL_LM",
                                      target_modules=["q_proj"]))
     assert use_bit_dropout(none) == 0  # no dropout: PEFT's identity stays
+
+
+def _masked_fill_reference(d, x):
+    """The former BitDropout: the same random words, a boolean mask, masked_fill."""
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
+    drop = words.view(torch.int16)[:n].view(x.shape) < d.dropped - RESOLUTION // 2
+    return (x * (RESOLUTION / (RESOLUTION - d.dropped))).masked_fill_(drop, 0)
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_values_and_gradients_equal_masked_fill_bit_for_bit(autocast):
+    """Under autocast the output is in autocast's type, exactly what the adapter's projection would have cast the
+    masked_fill result to; the gradient reaching x is the same bits either way."""
+    d = BitDropout(0.05).train()
+    x = torch.randn(4, 37, 96)
+    weight = torch.randn(8, 96)
+    results = []
+    for fn in (d, lambda t: _masked_fill_reference(d, t)):
+        leaf = x.clone().requires_grad_()
+        torch.manual_seed(3)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            dropped = fn(leaf)
+            out = torch.nn.functional.linear(dropped, weight)
+        out.float().square().sum().backward()
+        results.append((dropped.dtype, out.detach(), leaf.grad))
+    (dtype, out, grad), (_, ref_out, ref_grad) = results
+    assert dtype == (torch.bfloat16 if autocast else torch.float32)
+    assert torch.equal(out, ref_out) and torch.equal(grad, ref_grad)

@@ -8,6 +8,12 @@ and compares each 16-bit quarter with a threshold: the same kind of mask (each e
 probability p) with p rounded to a multiple of 1/65,536 (0.05 -> 3,277 / 65,536 = 0.0500031), kept values scaled by
 1 / (1 - that p) so the expectation is exact. Masks come from torch's default generator, so a seed gives the same
 bytes; they differ from the ones ``torch.nn.Dropout`` would draw (as any other order of draws would).
+
+The mask is applied by multiplying with a 0/1 tensor of the output's own type (:class:`_KeepScaled`): ops that read a
+boolean mask (``masked_fill``, ``where``) ran at a quarter of a same-type multiply's speed here (0.9-1.1 ms vs 0.25
+ms for a 4 x 140 x 1536 input). Under autocast the output is already in autocast's type (the adapter's first
+projection casts its input to it anyway), so the cast happens in the same pass as the scaling. Values and gradients
+are bit-identical to ``(x * scale).masked_fill_(drop, 0)`` followed by autocast's cast (tested).
 """
 
 from __future__ import annotations
@@ -59,11 +65,33 @@ class BitDropout(torch.nn.Module):
             return x * 0
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(1 << 63), None)  # 64 bits
-        drop = words.view(torch.int16)[:n].view(x.shape) < self.dropped - RESOLUTION // 2
-        return (x * (RESOLUTION / (RESOLUTION - self.dropped))).masked_fill_(drop, 0)
+        keep = torch.ge(words.view(torch.int16)[:n].view(x.shape), self.dropped - RESOLUTION // 2,
+                        out=torch.empty(x.shape, dtype=torch.uint8, device=x.device))
+        kind = x.device.type
+        dtype = (torch.get_autocast_dtype(kind) if x.dtype == torch.float32 and torch.is_autocast_enabled(kind)
+                 else x.dtype)
+        return _KeepScaled.apply(x, keep, RESOLUTION / (RESOLUTION - self.dropped), dtype)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, effective_p={self.effective_p:.7f}"
+
+
+class _KeepScaled(torch.autograd.Function):
+    """``x * scale * keep`` as ``dtype`` (``keep``: uint8 0/1, saved for the backward pass; one byte per element as a
+    boolean mask would be); the gradient is ``grad * keep`` in the gradient's type, then ``* scale`` in ``x``'s."""
+
+    @staticmethod
+    def forward(ctx, x, keep, scale, dtype):
+        out = torch.mul(x, scale, out=torch.empty(x.shape, dtype=dtype, device=x.device))
+        out.mul_(keep.to(dtype))
+        ctx.save_for_backward(keep)
+        ctx.scale, ctx.input_dtype = scale, x.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (keep,) = ctx.saved_tensors
+        return (grad * keep.to(grad.dtype)).to(ctx.input_dtype).mul_(ctx.scale), None, None, None
 
 
 def use_bit_dropout(model) -> int:
