@@ -299,7 +299,7 @@ def test_auto_precision_is_measured_cached_and_recorded(rows_file, tmp_path, mon
     # both of tiny-random's layers, then one: a layer's time, and a decoding step's for dry-run estimates
     assert "one layer's time from 2 vs 1 layers" in cal["probe"] and cal["decode_step_s"] > 0
     # bf16 timed as training runs it: the frozen projections stored in bf16
-    assert cal["bf16_weights"] is True and cal["probe"].endswith("frozen projections stored in bf16")
+    assert cal["bf16_weights"] is True and "; bf16 with the frozen projections stored in bf16" in cal["probe"]
     # kept per probe shape: training's micro-batch (4 rows here), rounded up to a power of two
     assert cal["probe_rows"] * (cal["tokens_per_pass"] // cal["probe_rows"]) == cal["tokens_per_pass"]
     shape = (cal["probe_rows"], cal["tokens_per_pass"] // cal["probe_rows"])
@@ -381,7 +381,14 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     assert all(p.grad is None for p in model.parameters())
     # 2 rows of median 40 tokens: a 128-token micro-batch (the power of two above 80) in 2 rows of 64
     assert cal.probe == ("2 x 64 tokens, 1 of 2 decoder layers, loss on 16 positions per row; bf16 with the frozen "
-                         "projections stored in bf16")
+                         "projections stored in bf16; last row padded by 8")
+    # the attention kernels were timed in both formats; the chosen format runs the faster of them (sdpa unless eager
+    # was clearly faster), and the model is left running its own
+    assert set(cal.attention_ms) == {"fp32", "bf16"} and all(v["sdpa"] > 0 and v["eager"] > 0
+                                                             for v in cal.attention_ms.values())
+    assert cal.attention in ("sdpa", "eager") and cal.attention_requested == "auto"
+    assert cal.attention_reason.endswith(f"({cal.precision})")
+    assert base_causal_lm(model).config._attn_implementation == "sdpa"
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # the bf16 passes' weights swapped back
     assert cal.tokens_per_pass == 128 and cal.probe_rows == 2
     # the decoding probe steps through both layers and one, with the adapter off; it is on again in every layer
@@ -397,6 +404,8 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
     assert calibration.nearest("tiny-random", "cpu", tokens=512, threads=threads) == cal  # the closest one cached
     # bf16 with float32 weights cast by autocast is another measurement, cached apart
     assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64), bf16_weights=False) is None
+    # so is one with the attention fixed
+    assert calibration.measured("tiny-random", "cpu", threads=threads, probe=(2, 64), attention="sdpa") is None
 
 
 def test_a_calibration_starved_by_other_processes_is_used_but_not_cached(tmp_path, monkeypatch):
@@ -795,18 +804,48 @@ def test_frozen_weights_leave_the_checkpoint_mapping(tmp_path):
     assert memory.trim_heap() is True  # glibc here
 
 
-def test_calibration_times_two_more_rounds_when_pairs_disagree(tmp_path, monkeypatch):
+def _scripted_time_pairs(monkeypatch, calibration, rounds):
+    """Replace time_pairs: attention kernels tie (sdpa kept), the probe's rounds come from ``rounds`` in order."""
+    answers, calls = iter(rounds), []
+
+    def fake(runs, **kw):
+        if "fp32/sdpa" in runs:  # the attention kernels: a tie
+            return {name: [1.0] * 3 for name in runs}
+        calls.append({"runs": sorted(runs), **kw})
+        return next(answers)
+    monkeypatch.setattr(calibration, "time_pairs", fake)
+    return calls
+
+
+def test_calibration_times_more_rounds_when_pairs_disagree(tmp_path, monkeypatch):
     from tracekd import calibration
     from tracekd.train.loss import completion_loss
 
     monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
     monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)
-    # first rounds: bf16 1.25x, then 0.98x (a disturbed pair); the two more rounds: 1.25x twice
-    answers = iter([{"fp32": [1.0, 1.0], "bf16": [0.8, 1.02], "half": [0.6, 0.6]},
-                    {"fp32": [1.0, 1.0], "bf16": [0.8, 0.8], "half": [0.6, 0.6]}])
-    calls = []
-    monkeypatch.setattr(calibration, "time_pairs", lambda runs, **kw: calls.append(kw) or next(answers))
+    # first rounds: bf16 1.25x (with the half-slice pass), then 0.98x (a disturbed pair); two more: 1.25x twice
+    calls = _scripted_time_pairs(monkeypatch, calibration, [
+        {"fp32": [1e-3], "bf16": [0.8e-3], "half": [0.6e-3]}, {"fp32": [1e-3], "bf16": [1.02e-3]},
+        {"fp32": [1e-3, 1e-3], "bf16": [0.8e-3, 0.8e-3]}])
     cal = calibration.calibrate_training(_lora_tiny(), "tiny-random", [40, 30, 50], rows=2, loss=completion_loss,
                                          layers=2, refresh=True)
-    assert len(calls) == 2 and calls[1]["pairs"] == calibration.EXTRA_PAIRS
+    assert [c["runs"] for c in calls] == [["bf16", "fp32", "half"], ["bf16", "fp32"], ["bf16", "fp32"]]
+    assert calls[1]["first_round"] == 1 and calls[2]["pairs"] == calibration.EXTRA_PAIRS
+    assert calls[2]["first_round"] == 2  # the alternation of the order goes on
     assert cal.bf16_speedups == [1.25, 0.9804, 1.25, 1.25] and cal.precision == "bf16"  # one lost pair of 4
+    assert cal.attention == "sdpa" and cal.attention_ms["bf16"] == {"sdpa": 1000.0, "eager": 1000.0}
+
+
+def test_calibration_adds_no_round_past_its_cap(tmp_path, monkeypatch):
+    from tracekd import calibration
+    from tracekd.train.loss import completion_loss
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    monkeypatch.setattr(calibration, "CALIBRATION_CAP_S", 0.0)
+    calls = _scripted_time_pairs(monkeypatch, calibration, [
+        {"fp32": [1e-3], "bf16": [0.8e-3], "half": [0.6e-3]}, {"fp32": [1e-3], "bf16": [1.02e-3]}])
+    cal = calibration.calibrate_training(_lora_tiny(), "tiny-random", [40, 30, 50], rows=2, loss=completion_loss,
+                                         layers=2, refresh=True)
+    assert len(calls) == 2 and cal.bf16_speedups == [1.25, 0.9804] and cal.precision == "fp32"  # undecided: a tie
+
+

@@ -42,7 +42,7 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 5  # 5: bf16 as training runs it (frozen projections in bf16); 4: training's micro-batch
+TRAIN_PROBE_VERSION = 6  # 6: padded rows, attention kernels chosen per format; 5: frozen projections in bf16
 #: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
 PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 #: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);
@@ -56,9 +56,11 @@ TRAIN_PROBE_LAYERS = 8
 DECODE_ROWS, DECODE_PROMPT, DECODE_LAYERS = 8, 1, 8
 #: timed (fp32, bf16) pairs of the training probe, after one warm-up pass each, and the wall-time budget
 #: after which no further pair starts (at least 2 pairs always run)
-TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 0.8
-#: rounds added when the first ones disagree (:func:`undecided`)
+TRAIN_PAIRS, TRAIN_BUDGET_S = 3, 0.6
+#: rounds added when the first ones disagree (:func:`undecided`), as many as fit before CALIBRATION_CAP_S
 EXTRA_PAIRS = 2
+#: a training calibration starts no extra round that would end after this many seconds from its start
+CALIBRATION_CAP_S = 1.6
 
 KINDS = ("train", "generate")
 
@@ -98,6 +100,17 @@ class Calibration:
     bf16_weights: bool | None = field(default=None, metadata={
         "help": "train only: the bf16 passes ran with the frozen projections stored in bf16, as training with "
                 "cast_frozen_weights stores them (false: float32 weights that autocast casts at every forward)"})
+    attention: str | None = field(default=None, metadata={
+        "help": "train only: the attention implementation training runs in the chosen format (sdpa: PyTorch's "
+                "scaled_dot_product_attention, eager: the model's matmul-softmax-matmul), measured when attention "
+                "is auto (tracekd.train.attention); None: the student's default, not measured"})
+    attention_requested: str = field(default="auto", metadata={
+        "help": "train only: the attention setting the calibration ran under (auto: measured; sdpa or eager: fixed, "
+                "e.g. sdpa when the memory plan has no room for eager attention's probabilities)"})
+    attention_ms: dict = field(default_factory=dict, metadata={
+        "help": "train only: median milliseconds of one forward+backward of a layer's attention, per format and "
+                "implementation, at the probe's shape"})
+    attention_reason: str = field(default="", metadata={"help": "train only: why that attention, in words"})
     others_cpu_share: float | None = field(default=None, metadata={
         "help": "share of the CPUs other processes took while it measured (/proc/stat; over MAX_OTHERS_SHARE it "
                 "is used for the run that measured it but not cached)"})
@@ -266,10 +279,11 @@ def default_threads() -> int:
 
 
 def cache_path(student: str, device: str, kind: str = "train", *, threads: int | None = None,
-               probe: tuple[int, int] | None = None, bf16_weights: bool = True) -> Path | None:
+               probe: tuple[int, int] | None = None, bf16_weights: bool = True, attention: str = "auto") -> Path | None:
     """Where the calibration of ``student`` on this machine lives (None without torch); a training
-    calibration is kept per probe shape ``(rows, length)`` (:func:`probe_batch`) and per way bf16 stores the
-    frozen weights (``bf16_weights``: in bf16, or float32 cast by autocast)."""
+    calibration is kept per probe shape ``(rows, length)`` (:func:`probe_batch`), per way bf16 stores the
+    frozen weights (``bf16_weights``: in bf16, or float32 cast by autocast) and per attention setting (``auto``:
+    measured, or the one implementation allowed)."""
     tv = torch_version()
     if tv is None:
         return None
@@ -279,12 +293,14 @@ def cache_path(student: str, device: str, kind: str = "train", *, threads: int |
                     student, device, kind])
     if kind == "train":
         key += f"|probe{TRAIN_PROBE_VERSION}|{probe or ''}" + ("" if bf16_weights else "|bf16-autocast-casts")
+        key += "" if attention == "auto" else f"|attention-{attention}"
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(student).name or student)[:40]
     return students.cache_dir() / "calibration" / f"{slug}-{device}-{kind}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
 
 
 def measured(student: str, device: str = "cpu", kind: str = "train", *, threads: int | None = None,
-             probe: tuple[int, int] | None = None, bf16_weights: bool = True) -> Calibration | None:
+             probe: tuple[int, int] | None = None, bf16_weights: bool = True,
+             attention: str = "auto") -> Calibration | None:
     """The cached calibration of ``student`` on ``device`` for this machine and torch build, or None.
 
     ``probe`` is the training probe's shape (:func:`probe_batch`). Never measures and never imports
@@ -292,7 +308,8 @@ def measured(student: str, device: str = "cpu", kind: str = "train", *, threads:
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    return _read(cache_path(student, device, kind, threads=threads, probe=probe, bf16_weights=bf16_weights))
+    return _read(cache_path(student, device, kind, threads=threads, probe=probe, bf16_weights=bf16_weights,
+                            attention=attention))
 
 
 def _read(path: Path | None) -> Calibration | None:
@@ -315,16 +332,19 @@ def nearest(student: str, device: str = "cpu", *, tokens: int, threads: int | No
     for path in some.parent.glob(some.name.rsplit("-", 1)[0] + "-*.json"):
         cal = _read(path)
         # its own key (this machine, torch build, threads, probe version and shape) names the file
-        if cal is not None and cal.probe and path == cache_path(student, device, "train", threads=threads,
-                                                                probe=_shape(cal),
-                                                                bf16_weights=cal.bf16_weights is not False):
+        if cal is not None and cal.probe and path == _path_of(cal, threads=threads or default_threads()):
             found.append(cal)
     return min(found, key=lambda c: (abs(c.tokens_per_pass - tokens), c.tokens_per_pass), default=None)
 
 
-def _shape(cal: Calibration) -> tuple[int, int]:
+def _path_of(cal: Calibration, threads: int | None = None) -> Path | None:
+    """Where ``cal`` is cached (its key from its own fields; ``threads``: those of the lookup, default its own)."""
+    if cal.kind != "train":
+        return cache_path(cal.student, cal.device, cal.kind, threads=threads or cal.threads)
     rows = max(1, cal.probe_rows)
-    return rows, cal.tokens_per_pass // rows
+    return cache_path(cal.student, cal.device, "train", threads=threads or cal.threads,
+                      probe=(rows, cal.tokens_per_pass // rows), bf16_weights=cal.bf16_weights is not False,
+                      attention=cal.attention_requested)
 
 
 def _store(cal: Calibration) -> None:
@@ -332,8 +352,7 @@ def _store(cal: Calibration) -> None:
     that its figures say more about them than about the machine (it is measured again next time)."""
     if cal.starved:
         return
-    path = cache_path(cal.student, cal.device, cal.kind, threads=cal.threads,
-                      probe=_shape(cal) if cal.kind == "train" else None, bf16_weights=cal.bf16_weights is not False)
+    path = _path_of(cal)
     if path is not None:
         with contextlib.suppress(OSError):
             write_json(path, cal.to_dict())
@@ -343,11 +362,12 @@ def _store(cal: Calibration) -> None:
 
 
 def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-               min_pairs: int = 2, warm_up: bool = True) -> dict[str, list[float]]:
+               min_pairs: int = 2, warm_up: bool = True, first_round: int = 0) -> dict[str, list[float]]:
     """Wall times of each callable, timed in rounds after one warm-up each (unless not ``warm_up``); the order
     alternates every round.
 
-    Round 0 runs a then b, round 1 b then a, ... so a drift of the machine's load hits both alike.
+    Round 0 runs a then b, round 1 b then a, ... so a drift of the machine's load hits both alike (rounds
+    added later continue the alternation from ``first_round``).
     No new round starts once ``budget_s`` has passed (counted from the first warm-up) and ``min_pairs``
     rounds are done. Returns each callable's times, round by round.
 
@@ -363,7 +383,7 @@ def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS,
     for i in range(pairs):
         if i >= min_pairs and time.monotonic() > t_end:
             break
-        for name in (names if i % 2 == 0 else names[::-1]):
+        for name in (names if (first_round + i) % 2 == 0 else names[::-1]):
             t0 = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - t0)
@@ -413,7 +433,8 @@ def _now() -> str:
 def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1, vocab_size: int | None = None,
                        refresh: bool = False, seed: int = 0, loss: Callable | None = None,
                        pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-                       layers: int | None = None, bf16_modules: list | None = None) -> Calibration:
+                       layers: int | None = None, bf16_modules: list | None = None,
+                       attention: str = "auto") -> Calibration:
     """Time forward+backward of ``model`` (float32 weights, LoRA attached) in fp32 and under bf16 autocast.
 
     ``bf16_modules`` are the modules whose weights bf16 training stores in bf16 (with ``cast_frozen_weights``:
@@ -422,15 +443,19 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
 
     The already-loaded training model is measured (no second load). ``lengths`` are the token counts
     of the rows to be trained and ``rows`` the rows per micro-batch (the probe's shape follows them, see
-    :func:`probe_batch`); ``loss(model, inputs)`` is training's loss (default: the model's own), so
-    the probe does the work a training step does. To stay short, a pass runs a proportional slice of
+    :func:`probe_batch`; with more than one row the last is an eighth shorter, padded as length-grouped micro-batches
+    are); ``loss(model, inputs)`` is training's loss (default: the model's own), so
+    the probe does the work a training step does. ``attention`` ``auto`` first times the attention kernels alone in
+    both formats (:func:`tracekd.train.attention.choose`, ~0.2 s) and runs each format's passes with its faster one;
+    ``sdpa`` or ``eager`` runs both formats with that one. To stay short, a pass runs a proportional slice of
     the student: its first ``layers`` decoder layers of n (default :func:`probe_layers`) and the loss on the same share of
     the completion positions, so the mix of layer and LM-head work is the whole student's. One warm-up
     pass each through the smaller slice below (every layer has the same shapes), then up to ``pairs``
-    rounds of paired timings within ``budget_s`` (:func:`time_pairs`), plus :data:`EXTRA_PAIRS` rounds when they
-    disagree (:func:`undecided`), decided by :func:`decide_from_timings`.
+    rounds of paired timings within ``budget_s`` (:func:`time_pairs`), plus up to :data:`EXTRA_PAIRS` rounds when they
+    disagree (:func:`undecided`; only those that end within :data:`CALIBRATION_CAP_S` of the start), decided by
+    :func:`decide_from_timings`.
 
-    The tokens/s figures are for the whole student's decoder layers: each round also times a float32
+    The tokens/s figures are for the whole student's decoder layers: the first round also times a float32
     pass through half the slice's layers, for the time of one layer (the difference; a pass also pays for the embedding,
     the loss and autograd, which do not grow with depth, and scaling the whole pass by n / layers
     counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
@@ -441,10 +466,14 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     """
     import torch
 
+    from .train import attention as attn
+
+    if attention not in ("auto", *attn.IMPLEMENTATIONS):
+        raise ValueError(f"attention must be auto or one of {attn.IMPLEMENTATIONS}, got {attention!r}")
     threads = torch.get_num_threads()
     rows, length = probe_batch(lengths, rows)
     bf16_weights = bf16_modules is not None
-    key = {"threads": threads, "probe": (rows, length), "bf16_weights": bf16_weights}
+    key = {"threads": threads, "probe": (rows, length), "bf16_weights": bf16_weights, "attention": attention}
     if not refresh and (hit := measured(student, "cpu", "train", **key)) is not None:
         return hit
     t0, meter = time.monotonic(), LoadMeter.start()
@@ -459,13 +488,22 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     completion = max(1, round((length - length // 2) * share))  # the second half of a row, times the share
     labels = ids.clone()
     labels[:, : length - completion] = -100  # completion-only loss, as in training
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    mask = torch.ones_like(ids)
+    if rows > 1:  # the shortest row of a length-grouped micro-batch, padded: the attention kernels see a mask
+        mask[-1, length - max(1, length // 8):] = 0
+        labels[mask == 0] = -100
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     half = k_layers // 2  # the second slice, for the time of one layer
     probe = (f"{rows} x {length} tokens, " + (f"{k_layers} of {n_layers} decoder layers, " if n_layers else "")
              + f"loss on {completion} positions per row" + (f"; one layer's time from {k_layers} vs {half} layers"
                                                            if half else ""))
     if bf16_weights:
         probe += "; bf16 with the frozen projections stored in bf16"
+    if rows > 1:
+        probe += f"; last row padded by {max(1, length // 8)}"
+    # the attention implementation each format's passes run (None: the model's own)
+    kernels: dict[str, str | None] = dict.fromkeys(("fp32", "bf16"), None if attention == "auto" else attention)
+    chosen_kernels: dict[str, tuple[str, str, dict[str, float]]] | None = None
     loss_fn = loss or (lambda m, batch: m(**batch).loss)
     was_training = model.training
     model.train()
@@ -477,7 +515,8 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
             for weight, _, low in swaps if bf16 else ():
                 weight.data = low
             try:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16), \
+                        attn.switched(model, kernels["bf16" if bf16 else "fp32"]):
                     value = loss_fn(model, inputs)
                 value.backward()
             finally:
@@ -497,23 +536,38 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
         return sliced
 
     runs = {"fp32": step(False), "bf16": step(True)}
-    if half:  # the same pass through half the layers, for the time of one layer (same kernels: no warm-up)
+    if half:  # the same pass through half the layers, for the time of one layer (same kernels: no warm-up); first
+        # round only
         runs["half"] = through(half, step(False))
     decode: dict[int, float] | None = None
     try:
         if k_layers < n_layers:
             _keep_layers(decoder, all_layers, k_layers)
         with torch.random.fork_rng(devices=[]):  # dropout draws here must not shift training's random stream
+            if attention == "auto" and n_layers:  # each format's faster attention kernels, timed alone
+                chosen_kernels = attn.choose(model, rows, length)
+                kernels.update({fmt: c[0] for fmt, c in (chosen_kernels or {}).items()})
             # warm-up (kernels, oneDNN primitives, allocator) through the smallest slice: every layer has the
             # same shapes, so one warms them all
             for run in (step(False), step(True)):
                 (through(max(1, half), run) if n_layers else run)()
-            times = time_pairs(runs, pairs=pairs, budget_s=budget_s, warm_up=False)
-            if undecided(times["fp32"], times["bf16"]):  # pairs disagree: two more rounds decide
-                more = time_pairs(runs, pairs=EXTRA_PAIRS, budget_s=0.0, min_pairs=EXTRA_PAIRS, warm_up=False)
-                times = {name: times[name] + more[name] for name in times}
+            # the first round with the half-slice pass (one sample serves the per-layer figure), then the rest
+            started = time.monotonic()
+            times = time_pairs(runs, pairs=1, min_pairs=1, warm_up=False)
+            if pairs > 1:
+                more = time_pairs({"fp32": runs["fp32"], "bf16": runs["bf16"]}, pairs=pairs - 1, min_pairs=1,
+                                  budget_s=budget_s - (time.monotonic() - started), warm_up=False, first_round=1)
+                times = {**times, "fp32": times["fp32"] + more["fp32"], "bf16": times["bf16"] + more["bf16"]}
             if n_layers > 1:
                 decode = _decode_steps(model, vocab, gen, decoder, all_layers, (min(n_layers, DECODE_LAYERS), 1))
+            if undecided(times["fp32"], times["bf16"]):  # pairs disagree: more rounds decide, as many as fit
+                done = len(times["fp32"])
+                round_s = times["fp32"][-1] + times["bf16"][-1]
+                extra = min(EXTRA_PAIRS, int((t0 + CALIBRATION_CAP_S - time.monotonic()) // max(round_s, 1e-9)))
+                if extra > 0:
+                    more = time_pairs({"fp32": runs["fp32"], "bf16": runs["bf16"]}, pairs=extra, budget_s=0.0,
+                                      min_pairs=extra, warm_up=False, first_round=done)
+                    times = {**times, "fp32": times["fp32"] + more["fp32"], "bf16": times["bf16"] + more["bf16"]}
     finally:
         if n_layers:
             decoder.layers = all_layers
@@ -521,6 +575,11 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
         model.train(was_training)
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])
+    if chosen_kernels:
+        attention_reason = chosen_kernels[precision][1] + f" ({precision})"
+    else:
+        attention_reason = ("requested" if attention != "auto" else
+                            "the student's default (no eager attention function to compare with)")
     # the fastest pass of each is the least disturbed by the machine's other work
     per_layer = (min(times["fp32"]) - min(times["half"])) / (k_layers - half) if half else 0.0
     if per_layer > 0:
@@ -540,7 +599,9 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
                               threads=threads, torch_version=torch_version() or str(torch.__version__),
                               measured_at=_now(), bf16_speedups=[round(r, 4) for r in speedups],
                               probe=probe, probe_rows=rows, decode_step_s=decode_step, bf16_weights=bf16_weights,
-                              others_cpu_share=meter.others_share())
+                              attention=kernels[precision], attention_requested=attention,
+                              attention_ms={fmt: c[2] for fmt, c in (chosen_kernels or {}).items()},
+                              attention_reason=attention_reason, others_cpu_share=meter.others_share())
     _store(calibration)
     return calibration
 
@@ -562,7 +623,7 @@ def _keep_layers(decoder, all_layers, n: int) -> None:
     decoder.layers = torch.nn.ModuleList(list(all_layers)[:n])
 
 
-def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int, ...], steps: int = 2) \
+def _decode_steps(model, vocab: int, gen, decoder, all_layers, slices: tuple[int, ...], steps: int = 1) \
         -> dict[int, float] | None:
     """Seconds of one greedy decoding step of ``model`` through each slice of its first n decoder layers, without its
     adapter (as a merged one runs), in float32: :data:`DECODE_ROWS` rows, one token each through the slice's own
@@ -636,15 +697,20 @@ def explain() -> str:
     return ("precision auto: on a CUDA GPU bf16 where supported, else fp16. On CPU it is measured, not guessed: "
             "a few forward+backward passes of the already-loaded student with training's loss on a micro-batch "
             "shaped like training's (rows per micro-batch x the data's median length, rounded up to a power of two "
-            f"of at most {PROBE_MAX_TOKENS} tokens; a slice of the decoder layers keeps it short), in float32 and under bf16 autocast "
-            "with the frozen projections stored in bf16 as bf16 training stores them (one warm-up each, then up to "
-            f"{TRAIN_PAIRS} back-to-back pairs, {EXTRA_PAIRS} more when some pair has bf16 {BF16_MARGIN:.2f}x faster and some "
-            "not, each round with a pass through half the slice for the time of one layer; then "
-            "a few decoding steps for dry-run estimates; 1.3-2.6 s in all on a 2-core machine, printed and recorded); bf16 is "
-            f"used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and bf16 won every "
-            "pair (all but one of 4 or more), otherwise float32 (the exact reference). The result is cached per CPU model, CPU flags, torch "
+            f"of at most {PROBE_MAX_TOKENS} tokens, the last row padded as length-grouped micro-batches are; a slice "
+            "of the decoder layers keeps it short), in float32 and under bf16 autocast with the frozen projections "
+            "stored in bf16 as bf16 training stores them. With attention auto, the attention kernels are timed alone "
+            "first (PyTorch's SDPA vs the model's eager attention, in each format) and each format's passes run the "
+            f"faster one. Then one warm-up each, up to {TRAIN_PAIRS} back-to-back pairs, up to {EXTRA_PAIRS} more "
+            f"when some pair has bf16 {BF16_MARGIN:.2f}x faster and some not (only those that end within "
+            f"{CALIBRATION_CAP_S:.1f} s), the first round with a pass through half the slice for the time of one "
+            "layer, and a few decoding steps for dry-run estimates: 1.3-1.6 s in all on a 2-core machine, printed "
+            f"and recorded. bf16 is used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and "
+            "bf16 won every pair (all but one of 4 or more), otherwise float32 (the exact reference); training runs "
+            "the attention that format's passes ran. The result is cached per CPU model, CPU flags, torch "
             "version, threads, student and probe shape in $TRACEKD_CACHE/calibration/ and recorded in the manifest "
             "(resolved.calibration) and in calibration.json beside the adapter (a resumed run keeps it); one during "
             f"which other processes took over {MAX_OTHERS_SHARE:.0%} of the CPUs serves its run but is not cached. "
             "`tracekd generate` on CPU decides the same way, and keeps bf16 only when its greedy outputs equal "
-            "float32's on probe prompts. --precision fp32|bf16 overrides.")
+            "float32's on probe prompts. --precision fp32|bf16 overrides (attention is then the student's default "
+            "unless --attention says otherwise).")

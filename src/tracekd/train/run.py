@@ -36,6 +36,7 @@ from ..config import load_config, to_dict
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
+from . import attention as attn
 from . import memory
 from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
@@ -306,7 +307,7 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
 
 
 def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kept: list[Tokenized],
-                 head_on_completion: bool = False, rows: int = 1, bf16_weights: bool = True):
+                 head_on_completion: bool = False, rows: int = 1, bf16_weights: bool = True, attention: str = "auto"):
     """The precision calibration of this run: a resumed run keeps the one it started with (same format, same bytes).
 
     The probe uses training's loss (the LM head on completion positions when training does) on micro-batches
@@ -320,18 +321,22 @@ def _calibration(out: Path, last_ckpt: str | None, model, student_name: str, kep
             pass
     cal = calibrate_training(model, student_name, [len(t.input_ids) for t in kept], rows=rows,
                              loss=completion_loss if head_on_completion else None,
-                             bf16_modules=frozen_linears(model) if bf16_weights else None)
+                             bf16_modules=frozen_linears(model) if bf16_weights else None, attention=attention)
     if _main_process():
         write_json(path, cal.to_dict())
     return cal
 
 
 def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, kept: list[Tokenized], device: str,
-                 accumulation: int, head_on_completion: bool, log):
+                 accumulation: int, head_on_completion: bool, log, *, eager_attention: bool = False,
+                 record: bool = True):
     """Micro-batch size, accumulation and checkpointing that fit ``cfg.compute.max_memory`` (a resumed run keeps
-    its plan)."""
+    its plan); with ``eager_attention`` counting each layer's attention probabilities; ``record``: log a changed
+    batch and write memory_plan.json."""
     path = out / "memory_plan.json"
     shape = memory.Shape.from_folder(student.source) if Path(student.source).is_dir() else None
+    if shape is not None and eager_attention:
+        shape = dataclasses.replace(shape, eager_attention=True)
     lora = memory.lora_parameters(shape, cfg.model.lora_r, cfg.model.lora_target_modules) if shape else 0
     if last_ckpt is not None and path.is_file():
         saved = json.loads(path.read_text(encoding="utf-8"))
@@ -349,13 +354,26 @@ def _memory_plan(cfg: TrainConfig, out: Path, last_ckpt: str | None, student, ke
                        checkpointing=checkpointing, head_on_completion=head_on_completion,
                        longest_id=f"{longest.id}, line {longest.line}",
                        pack=cfg.compute.micro_batches_by_tokens and cfg.compute.micro_batches_by_length)
-    if plan.per_device_train_batch_size != cfg.optimizer.per_device_train_batch_size or (
-            plan.gradient_checkpointing and not checkpointing):
+    if record and (plan.per_device_train_batch_size != cfg.optimizer.per_device_train_batch_size or (
+            plan.gradient_checkpointing and not checkpointing)):
         log(f"max_memory {cfg.compute.max_memory}: {plan.reason}")
     saved = plan.to_dict()
-    if _main_process():
+    if record and _main_process():
         write_json(path, saved)
     return plan, saved
+
+
+def _runs_alike(a: dict, b: dict) -> bool:
+    """Whether two recorded memory plans split and recompute the steps alike (fixed micro-batches only).
+
+    >>> p = {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 1, "gradient_checkpointing": False,
+    ...      "checkpoint_above_tokens": None, "micro_batches": "fixed", "estimate": {"attention": 0}}
+    >>> _runs_alike(p, {**p, "estimate": {"attention": 10}}), _runs_alike(p, {**p, "per_device_train_batch_size": 2})
+    (True, False)
+    """
+    keys = ("per_device_train_batch_size", "gradient_accumulation_steps", "gradient_checkpointing",
+            "checkpoint_above_tokens", "micro_batches")
+    return a.get("micro_batches") == "fixed" and all(a.get(k) == b.get(k) for k in keys)
 
 
 def _sft_config(cfg: TrainConfig, out: Path, device: str, precision: str, checkpointing: bool,
@@ -437,6 +455,8 @@ class Model:
     head_on_completion: bool
     memory_plan: Any  # memory.Plan
     memory: dict  # the plan as recorded (memory_plan.json)
+    attention: str = "sdpa"  # the attention implementation training runs (transformers' name)
+    attention_reason: str = "the student's default"
     returns_freed_memory: bool = False  # CPU: fixed mmap threshold applied, heap trimmed after each micro-batch
     frozen_weights: str | None = None  # how the frozen base weights are stored, when not as loaded
 
@@ -553,8 +573,17 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     plain_loss = cfg.compute.loss_implementation in ("model", "completion-head") or (
         cfg.compute.loss_implementation == "auto" and (device != "cuda" or importlib.util.find_spec("triton") is None))
     head_on_completion = plain_loss and cfg.compute.loss_implementation != "model"
-    mem_plan, mem_saved = _memory_plan(cfg, run.out, resume_from, run.student, data.kept, device,
-                                       run.batch.accumulation, head_on_completion, log)
+    plan_args = (cfg, run.out, resume_from, run.student, data.kept, device, run.batch.accumulation,
+                 head_on_completion, log)
+    mem_plan, mem_saved = _memory_plan(*plan_args, eager_attention=cfg.compute.attention == "eager")
+    # attention auto on CPU: the calibration may pick eager attention, if its probabilities leave the plan as it is
+    measure_attention, eager_plan = cfg.compute.attention, None
+    if device == "cpu" and cfg.compute.precision == "auto" and cfg.compute.attention == "auto":
+        eager_plan = _memory_plan(*plan_args, eager_attention=True, record=False)
+        if not _runs_alike(eager_plan[1], mem_saved):
+            measure_attention = "sdpa"
+            log("attention auto: sdpa (eager attention's per-layer probabilities would change the memory plan: "
+                f"{eager_plan[0].reason})")
     checkpointing = mem_plan.gradient_checkpointing
     returns_freed = device == "cpu" and cfg.compute.return_freed_memory and memory.return_freed_memory_to_os()
     threads = runtime.use_physical_cores() if device == "cpu" else None
@@ -566,7 +595,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     if device == "cpu" and cfg.compute.precision == "auto":
         cal = _calibration(run.out, resume_from, model, cfg.model.student, data.kept,
                            head_on_completion and supports(model), rows=mem_plan.per_device_train_batch_size,
-                           bf16_weights=_casts_frozen_weights(cfg))
+                           bf16_weights=_casts_frozen_weights(cfg), attention=measure_attention)
         precision = runtime.precision(cfg.compute.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
@@ -574,6 +603,18 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         if cal.starved:
             log(f"warning: other processes took {cal.others_cpu_share:.0%} of the CPUs while the calibration "
                 "measured: its choice serves this run but is not cached (measured again next time)")
+    attention, attention_reason = attn.current(model), "the student's default"
+    if cal is not None and cal.attention:
+        attention, attention_reason = cal.attention, cal.attention_reason
+    elif cfg.compute.attention != "auto":
+        attention, attention_reason = cfg.compute.attention, "requested"
+    if attention != attn.current(model):
+        attn.use(model, attention)
+        log(f"attention: {attention} ({attention_reason})")
+    if attention == "eager" and eager_plan is not None:  # the plan as it runs: with the probabilities counted
+        mem_plan, mem_saved = eager_plan
+        if _main_process():
+            write_json(run.out / "memory_plan.json", mem_saved)
     if head_on_completion and not supports(model):
         if cfg.compute.loss_implementation == "completion-head":
             raise ConfigError(f"loss_implementation completion-head does not support student {cfg.model.student!r} "
@@ -588,7 +629,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         frozen = f"{cast} frozen projections stored in bf16 (cast once, not by autocast per forward)"
         log(f"{frozen}; {owned / 1e6:.0f} MB of other frozen weights copied out of the checkpoint's mapping")
     return Model(model, targets, trainable, total, device, precision, checkpointing, threads, cal, plain_loss,
-                 head_on_completion, mem_plan, mem_saved, returns_freed, frozen)
+                 head_on_completion, mem_plan, mem_saved, attention, attention_reason, returns_freed, frozen)
 
 
 def fit(run: Setup, data: Data, model: Model, resume_from: str | None) -> Fit:
@@ -684,6 +725,7 @@ def _train_manifest(run: Setup, data: Data, model: Model, done: Fit, weights: di
                   "precision_source": ("requested" if cfg.compute.precision != "auto" else "measured" if cal is not None
                                        else "device support"),
                   "calibration": cal.to_dict() if cal is not None else None, "torch_threads": model.threads,
+                  "attention": model.attention, "attention_reason": model.attention_reason,
                   "frozen_weights": model.frozen_weights or "as loaded",
                   "return_freed_memory": model.returns_freed_memory},
         data={"file_rows": data.file_rows, "subset_rows": report.rows, "trained_rows": len(data.kept),
