@@ -42,7 +42,7 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 6  # 6: padded rows, attention kernels chosen per format; 5: frozen projections in bf16
+TRAIN_PROBE_VERSION = 7  # 7: sdpa vs eager_autocast; 6: padded rows, attention per format; 5: bf16 frozen weights
 #: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
 PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 #: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);
@@ -468,8 +468,8 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
 
     from .train import attention as attn
 
-    if attention not in ("auto", *attn.IMPLEMENTATIONS):
-        raise ValueError(f"attention must be auto or one of {attn.IMPLEMENTATIONS}, got {attention!r}")
+    if attention not in attn.SETTINGS:
+        raise ValueError(f"attention must be one of {attn.SETTINGS}, got {attention!r}")
     threads = torch.get_num_threads()
     rows, length = probe_batch(lengths, rows)
     bf16_weights = bf16_modules is not None

@@ -20,6 +20,7 @@ from ..devices import parse_device
 from ..errors import ConfigError, did_you_mean
 from ..runtime import PRECISIONS
 from ..students import DEFAULT_STUDENT
+from . import attention
 from .memory import parse_size
 
 #: the method's LoRA targets: attention q,k,v,o and MLP gate,up,down projections
@@ -27,7 +28,7 @@ METHOD_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "u
 
 LOSS_IMPLEMENTATIONS = ("auto", "completion-head", "model", "trl")
 
-ATTENTION_SETTINGS = ("auto", "sdpa", "eager")
+ATTENTION_SETTINGS = attention.SETTINGS
 
 
 def _at_least_one(section: object, *names: str) -> None:
@@ -154,11 +155,13 @@ class ComputeSettings:
                 "model's own full-logits cross-entropy), trl (TRL's fused LM-head loss)",
         "choices": list(LOSS_IMPLEMENTATIONS)})
     attention: str = field(default="auto", metadata={
-        "help": "attention kernels: auto (CPU with precision auto: the calibration times PyTorch's SDPA and the "
-                "model's eager attention alone, in each number format at the probe's shape, and uses eager where it "
+        "help": "attention kernels: auto (CPU with precision auto: the calibration times PyTorch's SDPA and "
+                "eager_autocast alone, in each number format at the probe's shape, and uses eager_autocast where it "
                 "is clearly faster and the memory plan has room for its per-layer probabilities - on this project's "
-                "machine 2.1-2.9x faster attention in bf16 on bAbI micro-batches of 4 padded rows, slower at one "
-                "long row; otherwise the student's default, SDPA), sdpa, eager",
+                "machine 2-3x faster attention in bf16 on bAbI micro-batches of 4 padded rows; otherwise the "
+                "student's default, SDPA), sdpa, eager (transformers' own), eager_autocast (eager with the softmax "
+                "in autocast's type: the same forward values, one bf16 copy of the probabilities instead of float32 "
+                "and bf16; tracekd.train.attention)",
         "choices": list(ATTENTION_SETTINGS)})
     micro_batches_by_length: bool = field(default=True, metadata={
         "help": "within each optimizer step, put rows of similar length in the same micro-batch (less padding); "

@@ -575,7 +575,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     head_on_completion = plain_loss and cfg.compute.loss_implementation != "model"
     plan_args = (cfg, run.out, resume_from, run.student, data.kept, device, run.batch.accumulation,
                  head_on_completion, log)
-    mem_plan, mem_saved = _memory_plan(*plan_args, eager_attention=cfg.compute.attention == "eager")
+    mem_plan, mem_saved = _memory_plan(*plan_args, eager_attention=cfg.compute.attention in attn.KEEPS_PROBABILITIES)
     # attention auto on CPU: the calibration may pick eager attention, if its probabilities leave the plan as it is
     measure_attention, eager_plan = cfg.compute.attention, None
     if device == "cpu" and cfg.compute.precision == "auto" and cfg.compute.attention == "auto":
@@ -611,7 +611,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     if attention != attn.current(model):
         attn.use(model, attention)
         log(f"attention: {attention} ({attention_reason})")
-    if attention == "eager" and eager_plan is not None:  # the plan as it runs: with the probabilities counted
+    if attention in attn.KEEPS_PROBABILITIES and eager_plan is not None:  # the plan as it runs: with the probabilities counted
         mem_plan, mem_saved = eager_plan
         if _main_process():
             write_json(run.out / "memory_plan.json", mem_saved)
