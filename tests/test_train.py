@@ -384,9 +384,9 @@ def test_calibration_times_a_proportional_slice_and_restores_the_model(tmp_path,
                          "projections stored in bf16; last row padded by 8")
     # the attention kernels were timed in both formats; the chosen format runs the faster of them (sdpa unless eager
     # was clearly faster), and the model is left running its own
-    assert set(cal.attention_ms) == {"fp32", "bf16"} and all(v["sdpa"] > 0 and v["eager"] > 0
+    assert set(cal.attention_ms) == {"fp32", "bf16"} and all(v["sdpa"] > 0 and v["eager_autocast"] > 0
                                                              for v in cal.attention_ms.values())
-    assert cal.attention in ("sdpa", "eager") and cal.attention_requested == "auto"
+    assert cal.attention in ("sdpa", "eager_autocast") and cal.attention_requested == "auto"
     assert cal.attention_reason.endswith(f"({cal.precision})")
     assert base_causal_lm(model).config._attn_implementation == "sdpa"
     assert {p.dtype for p in model.parameters()} == {torch.float32}  # the bf16 passes' weights swapped back
@@ -833,7 +833,7 @@ def test_calibration_times_more_rounds_when_pairs_disagree(tmp_path, monkeypatch
     assert calls[1]["first_round"] == 1 and calls[2]["pairs"] == calibration.EXTRA_PAIRS
     assert calls[2]["first_round"] == 2  # the alternation of the order goes on
     assert cal.bf16_speedups == [1.25, 0.9804, 1.25, 1.25] and cal.precision == "bf16"  # one lost pair of 4
-    assert cal.attention == "sdpa" and cal.attention_ms["bf16"] == {"sdpa": 1000.0, "eager": 1000.0}
+    assert cal.attention == "sdpa" and cal.attention_ms["bf16"] == {"sdpa": 1000.0, "eager_autocast": 1000.0}
 
 
 def test_calibration_adds_no_round_past_its_cap(tmp_path, monkeypatch):
