@@ -18,6 +18,7 @@ buys on this machine:
     bit-dropout     LoRA dropout masks from 16-bit words    vs  torch's Bernoulli dropout (CPU)
     return-freed-memory  fixed 1 MiB mmap threshold, heap trimmed per micro-batch (CPU)  vs  glibc's malloc defaults
     cast-weights    bf16 (CPU): frozen projections stored in bf16 once  vs  autocast casting them every forward
+    attention       auto (CPU: SDPA or eager_autocast, measured)  vs  SDPA (transformers' default)
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
 Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
@@ -83,6 +84,7 @@ LEVERS = {
     "bit-dropout": lambda chosen: {"bit_dropout": False},
     "return-freed-memory": lambda chosen: {"return_freed_memory": False},
     "cast-weights": lambda chosen: {"cast_frozen_weights": False},
+    "attention": lambda chosen: {"attention": "sdpa"},
 }
 #: levers that need glibc's malloc defaults, i.e. must run before any tracekd run changed them
 BEFORE_OURS = ("return-freed-memory",)
@@ -114,6 +116,7 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
         cal = calibrate_training(model, student_name, lengths, rows=4, refresh=True, loss=loss,
                                  bf16_modules=frozen_linears(model))
         out.append({"precision": cal.precision, "seconds": cal.seconds, "bf16_speedups": cal.bf16_speedups,
+                    "attention": cal.attention, "attention_ms": cal.attention_ms,
                     "fp32_tokens_per_s": cal.fp32_tokens_per_s, "bf16_tokens_per_s": cal.bf16_tokens_per_s,
                     "tokens_per_pass": cal.tokens_per_pass, "probe": cal.probe, "decode_step_s": cal.decode_step_s,
                     "load_avg_1min": round(max(load, os.getloadavg()[0]), 2)})
@@ -134,6 +137,7 @@ def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, **settings)
             / t["train_seconds"], 2), "precision": m["resolved"]["precision"], "steps": m["global_step"],
             "loss": m["resolved"]["loss_implementation"], "checkpointing": m["resolved"]["gradient_checkpointing"],
             "calibration": m["resolved"].get("calibration"), "threads": m["resolved"].get("torch_threads"),
+            "attention": m["resolved"].get("attention"),
             "peak_rss_gb": t.get("peak_rss_gb"), "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2),
             "settings": settings}
 
@@ -199,6 +203,9 @@ def main() -> int:
             if lever == "cast-weights" and ours["precision"] != "bf16":
                 reverted[lever] = {"skipped": f"tracekd trained in {ours['precision']}: nothing is cast"}
                 continue
+            if lever == "attention" and ours.get("attention") == "sdpa":
+                reverted[lever] = {"skipped": "tracekd's calibration kept SDPA here: nothing to revert"}
+                continue
             if a.pairs <= 1:
                 reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,
                                               **LEVERS[lever](ours["precision"]))
@@ -235,12 +242,13 @@ def main() -> int:
     for i, c in enumerate(cals, 1):
         print(f"calibration {i}/{len(cals)}: {c['precision']} in {c['seconds']:.2f} s (bf16 speed-ups per pair "
               f"{', '.join(f'{r:.2f}' for r in c['bf16_speedups'])}; fp32 {c['fp32_tokens_per_s']:.0f} vs bf16 "
-              f"{c['bf16_tokens_per_s']:.0f} tok/s, {c['tokens_per_pass']} tokens per pass, load {c['load_avg_1min']})")
+              f"{c['bf16_tokens_per_s']:.0f} tok/s, {c['tokens_per_pass']} tokens per pass, attention "
+              f"{c['attention']}, load {c['load_avg_1min']})")
     if cal:
         print(f"calibration used by the trainings: fp32 {cal['fp32_tokens_per_s']} vs bf16 "
               f"{cal['bf16_tokens_per_s']} tok/s -> {cal['precision']} ({cal['seconds']} s)")
-    ours_line = (f"tracekd train: {ours['tok_per_s']:.1f} tok/s ({ours['precision']}, {ours['loss']}, "
-                 f"load {ours['load_avg_1min']})")
+    ours_line = (f"tracekd train: {ours['tok_per_s']:.1f} tok/s ({ours['precision']}, attention {ours['attention']}, "
+                 f"{ours['loss']}, load {ours['load_avg_1min']})")
     if plain:
         print(f"{ours_line} vs plain SFTTrainer defaults: {plain['tok_per_s']:.1f} tok/s (load "
               f"{plain['load_avg_1min']}) -> {result['ratio']:.2f}x ({a.student}, {len(lines)} rows; target >= 1.5x)")
