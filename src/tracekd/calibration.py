@@ -704,7 +704,7 @@ def explain() -> str:
             f"faster one. Then one warm-up each, up to {TRAIN_PAIRS} back-to-back pairs, up to {EXTRA_PAIRS} more "
             f"when some pair has bf16 {BF16_MARGIN:.2f}x faster and some not (only those that end within "
             f"{CALIBRATION_CAP_S:.1f} s), the first round with a pass through half the slice for the time of one "
-            "layer, and a few decoding steps for dry-run estimates: 1.3-1.6 s in all on a 2-core machine, printed "
+            "layer, and a few decoding steps for dry-run estimates: 1.1-1.7 s in all on a 2-core machine, printed "
             f"and recorded. bf16 is used only when the median speed-up of the pairs is at least {BF16_MARGIN:.2f}x and "
             "bf16 won every pair (all but one of 4 or more), otherwise float32 (the exact reference); training runs "
             "the attention that format's passes ran. The result is cached per CPU model, CPU flags, torch "
