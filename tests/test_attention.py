@@ -1,4 +1,4 @@
-"""Attention kernels by measurement (tracekd.train.attention): same values either way, a recorded choice."""
+"""Attention kernels by measurement (tracekd.attention): same values either way, a recorded choice."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_the_kernels_compute_the_same_attention_on_the_probe_inputs(rows):
     eager_autocast give the same outputs and gradients on them in float32, so the timing compares like with like."""
     import torch
 
-    from tracekd.train import attention
+    from tracekd import attention
 
     module, functions = attention.kernels(_tiny_model())
     x = attention.probe_inputs(module.config, rows, 16, bf16=False)
@@ -51,7 +51,7 @@ def test_eager_autocast_keeps_bf16_probabilities_and_eager_values():
     """Under bf16 autocast: the same outputs as transformers' eager bit for bit, probabilities kept once, in bf16."""
     import torch
 
-    from tracekd.train import attention
+    from tracekd import attention
 
     module, functions = attention.kernels(_tiny_model())
     x = attention.probe_inputs(module.config, 3, 24, bf16=True)
@@ -67,7 +67,7 @@ def test_eager_autocast_keeps_bf16_probabilities_and_eager_values():
 def test_choose_times_both_kernels_in_each_format_and_switching_restores():
     import torch
 
-    from tracekd.train import attention
+    from tracekd import attention
 
     model = _tiny_model()
     chosen = attention.choose(model, 2, 32, pairs=3, budget_s=0.0)
@@ -90,7 +90,7 @@ def test_choose_times_both_kernels_in_each_format_and_switching_restores():
 
 
 def test_decide_keeps_sdpa_unless_eager_is_clearly_and_consistently_faster():
-    from tracekd.train.attention import decide
+    from tracekd.attention import decide
 
     assert decide([2.0] * 4, [1.0, 1.0, 1.0, 2.5])[0] == "eager_autocast"  # one disturbed pair of four
     assert decide([2.0] * 3, [1.0, 1.0, 2.5])[0] == "sdpa"  # of three, none may be lost

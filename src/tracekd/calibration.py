@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import os
 import platform
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,7 @@ from typing import Any, Callable
 from . import runtime, students
 from .experiment.machine_load import MAX_OTHERS_SHARE, LoadMeter
 from .io import read_json, write_json
+from .timing import time_pairs
 
 #: bf16 must be at least this much faster than float32 to be chosen (float32 is the exact reference)
 BF16_MARGIN = 1.10
@@ -103,7 +105,7 @@ class Calibration:
     attention: str | None = field(default=None, metadata={
         "help": "train only: the attention implementation training runs in the chosen format (sdpa: PyTorch's "
                 "scaled_dot_product_attention, eager: the model's matmul-softmax-matmul), measured when attention "
-                "is auto (tracekd.train.attention); None: the student's default, not measured"})
+                "is auto (tracekd.attention); None: the student's default, not measured"})
     attention_requested: str = field(default="auto", metadata={
         "help": "train only: the attention setting the calibration ran under (auto: measured; sdpa or eager: fixed, "
                 "e.g. sdpa when the memory plan has no room for eager attention's probabilities)"})
@@ -202,7 +204,7 @@ def decide_from_speedups(speedups: list[float], *, margin: float = BF16_MARGIN) 
     """
     if not speedups:
         raise ValueError("need at least one paired timing")
-    median, n = _median(speedups), len(speedups)
+    median, n = statistics.median(speedups), len(speedups)
     lost = sum(r <= 1.0 for r in speedups)
     if median < margin:
         return "fp32", f"bf16 {median:.2f}x of fp32 (median of {n} paired timings, measured); fp32 kept"
@@ -226,11 +228,6 @@ def undecided(fp32_s: list[float], bf16_s: list[float], *, margin: float = BF16_
         return False
     above = [r >= margin for r in speedups]
     return any(above) and not all(above)
-
-
-def _median(xs: list[float]) -> float:
-    o = sorted(xs)
-    return o[len(o) // 2] if len(o) % 2 else (o[len(o) // 2 - 1] + o[len(o) // 2]) / 2
 
 
 # --------------------------------------------------------------------------- machine identity (no torch import)
@@ -361,35 +358,6 @@ def _store(cal: Calibration) -> None:
 # --------------------------------------------------------------------------- measuring
 
 
-def time_pairs(runs: dict[str, Callable[[], None]], *, pairs: int = TRAIN_PAIRS, budget_s: float = TRAIN_BUDGET_S,
-               min_pairs: int = 2, warm_up: bool = True, first_round: int = 0) -> dict[str, list[float]]:
-    """Wall times of each callable, timed in rounds after one warm-up each (unless not ``warm_up``); the order
-    alternates every round.
-
-    Round 0 runs a then b, round 1 b then a, ... so a drift of the machine's load hits both alike (rounds
-    added later continue the alternation from ``first_round``).
-    No new round starts once ``budget_s`` has passed (counted from the first warm-up) and ``min_pairs``
-    rounds are done. Returns each callable's times, round by round.
-
-    >>> t = time_pairs({"a": lambda: None, "b": lambda: None}, pairs=3)
-    >>> sorted(t), len(t["a"]), len(t["b"])
-    (['a', 'b'], 3, 3)
-    """
-    names = list(runs)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    t_end = time.monotonic() + budget_s
-    for fn in runs.values() if warm_up else ():  # warm-up: kernels, oneDNN primitives, allocator
-        fn()
-    for i in range(pairs):
-        if i >= min_pairs and time.monotonic() > t_end:
-            break
-        for name in (names if (first_round + i) % 2 == 0 else names[::-1]):
-            t0 = time.perf_counter()
-            runs[name]()
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
 def probe_batch(lengths: list[int], rows: int = 1) -> tuple[int, int]:
     """(rows, length) of the calibration micro-batch: shaped like training's, in few enough tokens to be quick.
 
@@ -446,7 +414,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     :func:`probe_batch`; with more than one row the last is an eighth shorter, padded as length-grouped micro-batches
     are); ``loss(model, inputs)`` is training's loss (default: the model's own), so
     the probe does the work a training step does. ``attention`` ``auto`` first times the attention kernels alone in
-    both formats (:func:`tracekd.train.attention.choose`, ~0.2 s) and runs each format's passes with its faster one;
+    both formats (:func:`tracekd.attention.choose`, ~0.2 s) and runs each format's passes with its faster one;
     ``sdpa`` or ``eager`` runs both formats with that one. To stay short, a pass runs a proportional slice of
     the student: its first ``layers`` decoder layers of n (default :func:`probe_layers`) and the loss on the same share of
     the completion positions, so the mix of layer and LM-head work is the whole student's. One warm-up
@@ -466,7 +434,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     """
     import torch
 
-    from .train import attention as attn
+    from . import attention as attn
 
     if attention not in attn.SETTINGS:
         raise ValueError(f"attention must be one of {attn.SETTINGS}, got {attention!r}")
@@ -586,7 +554,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
         fp32 = tokens / (per_layer * n_layers)
     else:  # a one-layer slice, or a difference lost in noise: the slice's time scaled up (errs slow)
         fp32 = tokens * share / min(times["fp32"])
-    bf16 = fp32 * _median(speedups)
+    bf16 = fp32 * statistics.median(speedups)
     decode_step = None
     if decode:  # a step's fixed part (embedding, head, argmax) and one layer, plus every further layer's
         deep = max(decode)

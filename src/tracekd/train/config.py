@@ -20,7 +20,7 @@ from ..devices import parse_device
 from ..errors import ConfigError, did_you_mean
 from ..runtime import PRECISIONS
 from ..students import DEFAULT_STUDENT
-from . import attention
+from .. import attention
 from .memory import parse_size
 
 #: the method's LoRA targets: attention q,k,v,o and MLP gate,up,down projections
@@ -161,7 +161,7 @@ class ComputeSettings:
                 "machine 2-3x faster attention in bf16 on bAbI micro-batches of 4 padded rows; otherwise the "
                 "student's default, SDPA), sdpa, eager (transformers' own), eager_autocast (eager with the softmax "
                 "in autocast's type: the same forward values, one bf16 copy of the probabilities instead of float32 "
-                "and bf16; tracekd.train.attention)",
+                "and bf16; tracekd.attention)",
         "choices": list(ATTENTION_SETTINGS)})
     micro_batches_by_length: bool = field(default=True, metadata={
         "help": "within each optimizer step, put rows of similar length in the same micro-batch (less padding); "

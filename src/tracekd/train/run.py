@@ -36,7 +36,7 @@ from ..config import load_config, to_dict
 from ..errors import ConfigError
 from ..fingerprint import Fingerprint
 from ..io import JsonlAppender, iter_jsonl, manifest, sha256_file, write_json, write_text
-from . import attention as attn
+from .. import attention as attn
 from . import memory
 from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
@@ -611,7 +611,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
     if attention != attn.current(model):
         attn.use(model, attention)
         log(f"attention: {attention} ({attention_reason})")
-    if attention in attn.KEEPS_PROBABILITIES and eager_plan is not None:  # the plan as it runs: with the probabilities counted
+    if attention in attn.KEEPS_PROBABILITIES and eager_plan is not None:  # the plan as it runs: probabilities counted
         mem_plan, mem_saved = eager_plan
         if _main_process():
             write_json(run.out / "memory_plan.json", mem_saved)

@@ -18,6 +18,7 @@ memory plan is the same with its probabilities counted (:mod:`tracekd.train.memo
 from __future__ import annotations
 
 import contextlib
+import statistics
 import sys
 from typing import Any, Callable
 
@@ -53,7 +54,7 @@ def decide(sdpa_s: list[float], eager_s: list[float], *, margin: float = EAGER_M
     if not sdpa_s or len(sdpa_s) != len(eager_s):
         raise ValueError(f"need the same number (>= 1) of sdpa and eager timings, got {len(sdpa_s)} and {len(eager_s)}")
     speedups = [a / b for a, b in zip(sdpa_s, eager_s)]
-    n, median = len(speedups), _median(speedups)
+    n, median = len(speedups), statistics.median(speedups)
     lost = sum(r <= 1.0 for r in speedups)
     said = f"eager attention {median:.2f}x {{}} sdpa (median of {n} paired timings)"
     if median < margin:
@@ -96,11 +97,12 @@ def kernels(model) -> tuple[Any, dict[str, Callable]] | None:
     function of its own, logit soft-capping, sink tokens)."""
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-    from ..runtime import base_causal_lm
+    from .runtime import base_causal_lm
 
     layers = getattr(getattr(base_causal_lm(model), "model", None), "layers", None)
     attn = getattr(layers[0], "self_attn", None) if layers is not None and len(layers) else None
-    eager = getattr(sys.modules.get(type(attn).__module__), "eager_attention_forward", None) if attn is not None else None
+    module = sys.modules.get(type(attn).__module__) if attn is not None else None
+    eager = getattr(module, "eager_attention_forward", None)
     plain = attn is not None and getattr(attn.config, "attn_logit_softcapping", None) is None \
         and not hasattr(attn, "sinks") and hasattr(attn, "scaling")
     if eager is None or not plain or "sdpa" not in ALL_ATTENTION_FUNCTIONS:
@@ -140,14 +142,15 @@ def probe_inputs(config, rows: int, length: int, *, bf16: bool, generator=None) 
 
 
 def time_kernels(model, rows: int, length: int, *, formats: tuple[str, ...] = ("fp32", "bf16"),
-                 pairs: int = ATTENTION_PAIRS, budget_s: float = ATTENTION_BUDGET_S) -> dict[str, dict[str, list[float]]] | None:
+                 pairs: int = ATTENTION_PAIRS, budget_s: float = ATTENTION_BUDGET_S) \
+        -> dict[str, dict[str, list[float]]] | None:
     """Seconds of forward+backward of each attention implementation of ``model`` at ``rows`` x ``length`` in each
-    number format (``fp32``; ``bf16``: under autocast), timed in rounds (:func:`tracekd.calibration.time_pairs`: one
+    number format (``fp32``; ``bf16``: under autocast), timed in rounds (:func:`tracekd.timing.time_pairs`: one
     warm-up each, at least 3 rounds, no new one after ``budget_s``): ``{format: {implementation: [seconds]}}``.
     None when the model has no eager function (:func:`kernels`)."""
     import torch
 
-    from ..calibration import time_pairs
+    from .timing import time_pairs
 
     found = kernels(model)
     if found is None:
@@ -179,20 +182,15 @@ def choose(model, rows: int, length: int, formats: tuple[str, ...] = ("fp32", "b
     times = time_kernels(model, rows, length, formats=formats, **timing)
     if times is None:
         return None
-    return {fmt: (*decide(t["sdpa"], t[EAGER_AUTOCAST]), {name: round(_median(s) * 1000, 3) for name, s in t.items()})
-            for fmt, t in times.items()}
-
-
-def _median(xs: list[float]) -> float:
-    o = sorted(xs)
-    return o[len(o) // 2] if len(o) % 2 else (o[len(o) // 2 - 1] + o[len(o) // 2]) / 2
+    return {fmt: (*decide(t["sdpa"], t[EAGER_AUTOCAST]),
+                  {name: round(statistics.median(s) * 1000, 3) for name, s in t.items()}) for fmt, t in times.items()}
 
 
 @contextlib.contextmanager
 def switched(model, implementation: str | None):
     """Within the block ``model`` runs its attention through ``implementation`` (None: unchanged); for timing
     passes (a plain config switch, which transformers' attention modules and masks read at every forward)."""
-    from ..runtime import base_causal_lm
+    from .runtime import base_causal_lm
 
     config = base_causal_lm(model).config
     before = getattr(config, "_attn_implementation", None)
@@ -210,7 +208,7 @@ def switched(model, implementation: str | None):
 def use(model, implementation: str) -> None:
     """Run ``model``'s attention (PEFT-wrapped or not) through ``implementation`` (``sdpa``, ``eager``,
     ``eager_autocast``)."""
-    from ..runtime import base_causal_lm
+    from .runtime import base_causal_lm
 
     if implementation == EAGER_AUTOCAST:
         register()
@@ -223,6 +221,6 @@ def use(model, implementation: str) -> None:
 
 def current(model) -> str:
     """The attention implementation ``model`` runs now (``sdpa``, ``eager``, ...)."""
-    from ..runtime import base_causal_lm
+    from .runtime import base_causal_lm
 
     return str(getattr(base_causal_lm(model).config, "_attn_implementation", None) or "eager")
