@@ -104,11 +104,12 @@ class Calibration:
                 "cast_frozen_weights stores them (false: float32 weights that autocast casts at every forward)"})
     attention: str | None = field(default=None, metadata={
         "help": "train only: the attention implementation training runs in the chosen format (sdpa: PyTorch's "
-                "scaled_dot_product_attention, eager: the model's matmul-softmax-matmul), measured when attention "
-                "is auto (tracekd.attention); None: the student's default, not measured"})
+                "scaled_dot_product_attention; eager_autocast: the eager matmul-softmax-matmul with its probabilities "
+                "in autocast's type), measured when attention is auto (tracekd.attention); None: the student's "
+                "default, not measured"})
     attention_requested: str = field(default="auto", metadata={
-        "help": "train only: the attention setting the calibration ran under (auto: measured; sdpa or eager: fixed, "
-                "e.g. sdpa when the memory plan has no room for eager attention's probabilities)"})
+        "help": "train only: the attention setting the calibration ran under (auto: measured; otherwise fixed, e.g. "
+                "sdpa when the memory plan has no room for eager attention's probabilities)"})
     attention_ms: dict = field(default_factory=dict, metadata={
         "help": "train only: median milliseconds of one forward+backward of a layer's attention, per format and "
                 "implementation, at the probe's shape"})
