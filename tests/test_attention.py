@@ -117,7 +117,6 @@ def test_auto_precision_runs_the_attention_its_calibration_chose(rows_file, tmp_
     from tracekd import calibration
     from tracekd.train import train
 
-    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(calibration, "MAX_OTHERS_SHARE", 1.0)
     lines: list[str] = []
     out = train(tiny(rows_file, tmp_path / "auto", max_steps=1, precision="auto"), log=lines.append)
@@ -133,7 +132,6 @@ def test_auto_attention_stays_sdpa_when_eager_would_change_the_memory_plan(rows_
                                                                            monkeypatch):
     from tracekd.train import run as train_run
 
-    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(train_run, "_runs_alike", lambda a, b: False)  # as if eager needed smaller micro-batches
     lines: list[str] = []
     out = train_run.train(tiny(rows_file, tmp_path / "auto", max_steps=1, precision="auto"), log=lines.append)
