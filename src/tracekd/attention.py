@@ -111,6 +111,16 @@ def kernels(model) -> tuple[Any, dict[str, Callable]] | None:
     return attn, {"sdpa": ALL_ATTENTION_FUNCTIONS["sdpa"], EAGER_AUTOCAST: eager_autocast_attention, "eager": eager}
 
 
+def padded(length: int) -> int:
+    """Positions a probe pads in the last of several rows of ``length`` tokens: an eighth, at least one (the shortest
+    row of a length-grouped micro-batch; the calibration's probe and the attention probe pad alike).
+
+    >>> padded(170), padded(4)
+    (21, 1)
+    """
+    return max(1, length // 8)
+
+
 def probe_inputs(config, rows: int, length: int, *, bf16: bool, generator=None) -> dict[str, Any]:
     """Query, key, value, output gradient and each implementation's mask for one attention call of training.
 
@@ -135,7 +145,7 @@ def probe_inputs(config, rows: int, length: int, *, bf16: bool, generator=None) 
     v = leaf((rows, kv_heads, length, head_dim), torch.bfloat16 if bf16 else torch.float32)
     allowed = torch.ones(length, length, dtype=torch.bool).tril().expand(rows, 1, length, length).clone()
     if rows > 1:
-        allowed[-1, :, :, length - max(1, length // 8):] = False  # the shortest row's padded keys
+        allowed[-1, :, :, length - padded(length):] = False  # the shortest row's padded keys
     eager_mask = torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)
     return {"q": q, "k": k, "v": v, "grad": torch.randn((rows, length, heads, head_dim), generator=gen),
             "masks": {"sdpa": allowed if rows > 1 else None, "eager": eager_mask, EAGER_AUTOCAST: eager_mask}}

@@ -459,7 +459,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     labels[:, : length - completion] = -100  # completion-only loss, as in training
     mask = torch.ones_like(ids)
     if rows > 1:  # the shortest row of a length-grouped micro-batch, padded: the attention kernels see a mask
-        mask[-1, length - max(1, length // 8):] = 0
+        mask[-1, length - attn.padded(length):] = 0
         labels[mask == 0] = -100
     inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     half = k_layers // 2  # the second slice, for the time of one layer
@@ -469,7 +469,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     if bf16_weights:
         probe += "; bf16 with the frozen projections stored in bf16"
     if rows > 1:
-        probe += f"; last row padded by {max(1, length // 8)}"
+        probe += f"; last row padded by {attn.padded(length)}"
     # the attention implementation each format's passes run (None: the model's own)
     kernels: dict[str, str | None] = dict.fromkeys(("fp32", "bf16"), None if attention == "auto" else attention)
     chosen_kernels: dict[str, tuple[str, str, dict[str, float]]] | None = None
@@ -523,20 +523,23 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
             # the first round with the half-slice pass (one sample serves the per-layer figure), then the rest
             started = time.monotonic()
             times = time_pairs(runs, pairs=1, min_pairs=1, warm_up=False)
+
+            def more_pairs(n: int, min_pairs: int, budget: float) -> None:
+                """Up to ``n`` further (fp32, bf16) rounds, their alternation continuing, added to ``times``."""
+                more = time_pairs({"fp32": runs["fp32"], "bf16": runs["bf16"]}, pairs=n, min_pairs=min_pairs,
+                                  budget_s=budget, warm_up=False, first_round=len(times["fp32"]))
+                for name, seconds in more.items():
+                    times[name] += seconds
+
             if pairs > 1:
-                more = time_pairs({"fp32": runs["fp32"], "bf16": runs["bf16"]}, pairs=pairs - 1, min_pairs=1,
-                                  budget_s=budget_s - (time.monotonic() - started), warm_up=False, first_round=1)
-                times = {**times, "fp32": times["fp32"] + more["fp32"], "bf16": times["bf16"] + more["bf16"]}
+                more_pairs(pairs - 1, 1, budget_s - (time.monotonic() - started))
             if n_layers > 1:
                 decode = _decode_steps(model, vocab, gen, decoder, all_layers, (min(n_layers, DECODE_LAYERS), 1))
             if undecided(times["fp32"], times["bf16"]):  # pairs disagree: more rounds decide, as many as fit
-                done = len(times["fp32"])
                 round_s = times["fp32"][-1] + times["bf16"][-1]
                 extra = min(EXTRA_PAIRS, int((t0 + CALIBRATION_CAP_S - time.monotonic()) // max(round_s, 1e-9)))
                 if extra > 0:
-                    more = time_pairs({"fp32": runs["fp32"], "bf16": runs["bf16"]}, pairs=extra, budget_s=0.0,
-                                      min_pairs=extra, warm_up=False, first_round=done)
-                    times = {**times, "fp32": times["fp32"] + more["fp32"], "bf16": times["bf16"] + more["bf16"]}
+                    more_pairs(extra, extra, 0.0)
     finally:
         if n_layers:
             decoder.layers = all_layers

@@ -286,6 +286,31 @@ def _forked_stage(argv: list[str], log_file: str, cwd: str, env: dict[str, str])
     sys.exit(main(argv))
 
 
+class _ForkedProcess:
+    """A stage process from the fork server (a ``multiprocessing.Process``) behind the part of ``Popen``'s interface
+    the runner uses, so both kinds of stage process are polled and stopped alike."""
+
+    def __init__(self, proc) -> None:
+        self.proc = proc
+
+    def poll(self) -> int | None:
+        return self.proc.exitcode
+
+    def send_signal(self, sig: int) -> None:
+        if self.proc.exitcode is None:
+            os.kill(self.proc.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.proc.join(timeout)
+        if self.proc.exitcode is None:
+            raise subprocess.TimeoutExpired(f"stage process {self.proc.pid}", timeout)
+        return self.proc.exitcode
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.join()  # reaped at once: the server holds no Popen to do it later
+
+
 class _StageForkServer:
     """multiprocessing's fork server with :mod:`.preload` imported: model stages start from it on CPU.
 
@@ -309,10 +334,10 @@ class _StageForkServer:
 
         return "forkserver" in multiprocessing.get_all_start_methods()
 
-    def start(self, argv: list[str], log_file: str, env: dict[str, str]):
+    def start(self, argv: list[str], log_file: str, env: dict[str, str]) -> _ForkedProcess:
         proc = self.context.Process(target=_forked_stage, args=(argv, log_file, os.getcwd(), env), daemon=False)
         proc.start()
-        return proc
+        return _ForkedProcess(proc)
 
     def close(self) -> None:
         stop = getattr(getattr(self._server, "_forkserver", None), "_stop", None)
@@ -352,26 +377,18 @@ class SubprocessRunner:
                                     stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(), preexec_fn=_die_with_parent)
 
     @staticmethod
-    def poll(proc):
-        rc = proc.poll() if isinstance(proc, subprocess.Popen) else proc.exitcode
+    def poll(proc: subprocess.Popen | _ForkedProcess):
+        rc = proc.poll()
         return None if rc is None else (rc == 0, rc, "")
 
     @staticmethod
-    def stop(proc) -> None:
-        if isinstance(proc, subprocess.Popen):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-            return
-        if proc.exitcode is None:
-            proc.terminate()  # SIGTERM
-            proc.join(30)
-            if proc.exitcode is None:
+    def stop(proc: subprocess.Popen | _ForkedProcess) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.join()
 
     def run(self, stages: list[Stage]) -> bool:
         if self.preload and any(is_model_stage(s) and not s.done(self.run_dir) for s in stages):
