@@ -138,3 +138,10 @@ def test_auto_attention_stays_sdpa_when_eager_would_change_the_memory_plan(rows_
     resolved = json.loads((out / "manifest.json").read_text())["resolved"]
     assert resolved["attention"] == "sdpa" and resolved["calibration"]["attention_requested"] == "sdpa"
     assert any(line.startswith("attention auto: sdpa (eager attention's per-layer probabilities") for line in lines)
+
+
+def test_a_misspelt_attention_setting_is_a_clear_error(rows_file, tmp_path):  # noqa: F811
+    from tracekd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eager"):
+        tiny(rows_file, tmp_path / "x", attention="eagr")
