@@ -442,10 +442,9 @@ def trim_heap() -> bool:
     With the fixed mmap threshold, blocks under 1 MiB (bf16 activations of a few hundred tokens among them) still
     come from the heap, whose free gaps between live blocks stay resident: on the demo's rows they grew to ~1 GB
     over a dozen micro-batches. Called after each micro-batch, RSS between micro-batches falls back to the live
-    tensors. A no-op (False) without glibc or under ``TRACEKD_KEEP_MALLOC=1``.
+    tensors. A no-op (False) without glibc. Training calls it only where :func:`return_freed_memory_to_os` took
+    effect, so ``TRACEKD_KEEP_MALLOC=1`` (glibc's defaults) switches both off at that one place.
     """
-    if os.environ.get("TRACEKD_KEEP_MALLOC") == "1":
-        return False
     trim = getattr(_libc(), "malloc_trim", None)
     if trim is None:
         return False
