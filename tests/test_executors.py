@@ -59,6 +59,8 @@ def test_subprocess_executor_runs_smoke_like_in_process(one_seed, in_process, tm
     assert numbers(out) == numbers(in_process)
     stages = make_plan(load_experiment(one_seed))
     assert all((out / "logs" / f"{s.dirname}.log").exists() for s in stages)  # one log per stage
+    # the built-in student was materialised by a process of its own, started beside the first stages
+    assert "tiny-random: " in (out / "logs" / "students.log").read_text()
     for s in stages:  # no GPU: model stages forked from the preloaded server, CPU stages fresh processes
         forked = "forked from the preloaded server" in (out / "logs" / f"{s.dirname}.log").read_text()
         assert forked == (s.kind in ("train", "generate")), s.label

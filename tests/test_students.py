@@ -101,3 +101,56 @@ def test_gguf_is_parsed_once_while_the_default_student_converts():
     assert [(t.name, t.data.tobytes()[:64]) for t in plain.tensors[:3]] == \
         [(t.name, t.data.tobytes()[:64]) for t in own.tensors[:3]]
     assert list(plain.fields) == list(own.fields)
+
+
+def _write_config(folder: Path) -> None:
+    (folder / "config.json").write_text("{}")
+
+
+def test_materialise_clears_a_killed_builds_leftovers(tmp_path, monkeypatch):
+    """A build killed before its cleanup leaves a hidden temporary folder; the next build (holding the lock)
+    removes it, and leaves other entries' folders alone."""
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    stale = tmp_path / "students" / ".entry-abc.x1y2z3"
+    other = tmp_path / "students" / ".entry-abc-tokenizer.q9"
+    stale.mkdir(parents=True)
+    other.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    target = students._materialise("entry-abc", _write_config)
+    assert (target / "config.json").is_file() and not stale.exists() and other.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == [".entry-abc-tokenizer.q9", "entry-abc"]
+
+
+def test_materialise_waits_for_another_builder_and_says_so(tmp_path, monkeypatch, capsys):
+    """While another process holds an entry's lock (a run's student preparation), a stage waits, says why, and
+    then finds the entry built instead of building it again."""
+    import threading
+
+    monkeypatch.setenv("TRACEKD_CACHE", str(tmp_path))
+    holding, release, built = threading.Event(), threading.Event(), []
+
+    def other_builder() -> None:
+        with students._locked("entry-abc"):  # its own open file description: flock excludes like a process
+            holding.set()
+            release.wait(30)
+            target = tmp_path / "students" / "entry-abc"
+            target.mkdir(parents=True)
+            _write_config(target)
+
+    thread = threading.Thread(target=other_builder)
+    thread.start()
+    assert holding.wait(30)
+    threading.Timer(0.3, release.set).start()
+    target = students._materialise("entry-abc", lambda tmp: built.append(tmp))
+    thread.join(30)
+    assert built == [] and (target / "config.json").is_file()
+    assert "waiting for another process to finish materialising entry-abc" in capsys.readouterr().out
+
+
+def test_students_module_materialises_named_students(capsys):
+    """``python -m tracekd.students NAME...`` (what a run starts beside its first stages): the folders, or the
+    error for a name that is no student."""
+    assert students.main(["tiny-random"]) == 0
+    assert capsys.readouterr().out.strip() == f"tiny-random: {students.resolve('tiny-random').source}"
+    assert students.main(["tiny-randm"]) == 1
+    assert "did you mean 'tiny-random'" in capsys.readouterr().err

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +142,11 @@ def _locked(name: str) -> Iterator[None]:
         yield
         return
     with open(root / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process to finish materialising {name} in {root}", flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
@@ -157,6 +162,8 @@ def _materialise(name: str, build) -> Path:
         if (target / "config.json").is_file():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{name}.*"):  # a build killed before its cleanup; the lock is ours
+            shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
         try:
             build(tmp)
@@ -428,3 +435,29 @@ def list_builtins() -> list[tuple[str, str]]:
     ['smollm2-135m', 'tiny-random']
     """
     return BUILTINS.listing()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tracekd.students NAME...``: materialise these students (built-ins: in the cache) and print
+    each one's folder.
+
+    A run starts it beside its first stages (:class:`tracekd.experiment.executors.SubprocessRunner`): the default
+    student's one-time conversion from its GGUF then overlaps the stage server's imports and the data stages
+    instead of following them; a stage that needs the student meanwhile waits on the same cache lock. Run as a
+    module, SIGTERM ends it through Python's exit path, so a half-built folder is removed.
+    """
+    names = sys.argv[1:] if argv is None else argv
+    for name in names:
+        try:
+            print(f"{name}: {resolve(name).source}", flush=True)
+        except ConfigError as e:
+            print(f"{name}: error: {e}", file=sys.stderr, flush=True)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # through the finally blocks
+    raise SystemExit(main())

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import students
 from ..config import load_config
 from ..devices import visible_gpus
 from ..errors import ConfigError, TracekdError, did_you_mean
@@ -390,13 +391,35 @@ class SubprocessRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
 
+    def prepare_students(self, stages: list[Stage]) -> subprocess.Popen | None:
+        """Materialise the built-in students of the unfinished model stages in a process of its own, started now
+        (``python -m tracekd.students``, output in ``RUN/logs/students.log``): the default student's one-time
+        conversion (~8 s here) then runs beside the stage server's imports and the data stages, where the first
+        training would otherwise start with it. Stages wait on the cache's lock for it; if it fails, they meet the
+        error themselves. None when no unfinished stage uses a built-in."""
+        names = sorted({s.spec["student"] for s in stages if is_model_stage(s) and not s.done(self.run_dir)
+                        and s.spec.get("student") in students.BUILTINS})
+        if not names:
+            return None
+        path = self.run_dir / "logs" / "students.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} materialise {', '.join(names)}\n")
+            f.flush()
+            return subprocess.Popen([sys.executable, "-m", "tracekd.students", *names], stdout=f,
+                                    stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                    preexec_fn=_die_with_parent)
+
     def run(self, stages: list[Stage]) -> bool:
+        preparing = self.prepare_students(stages)
         if self.preload and any(is_model_stage(s) and not s.done(self.run_dir) for s in stages):
             self.server = _StageForkServer()
         try:
             failures = schedule(stages, self.run_dir, self.slots, self.launch, self.poll,
                                 lambda s, h: str(log_path(self.run_dir, s)), self.stop, self.log)
         finally:
+            if preparing is not None:
+                self.stop(preparing)  # done by now unless a stage failed first
             if self.server is not None:
                 self.server.close()
                 self.server = None
