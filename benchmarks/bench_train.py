@@ -19,6 +19,7 @@ buys on this machine:
     return-freed-memory  fixed 1 MiB mmap threshold, heap trimmed per micro-batch (CPU)  vs  glibc's malloc defaults
     cast-weights    bf16 (CPU): frozen projections stored in bf16 once  vs  autocast casting them every forward
     attention       auto (CPU: SDPA or eager_autocast, measured)  vs  SDPA (transformers' default)
+    fused-adamw     AdamW as one fused kernel (transformers' default)  vs  the per-tensor loop (adamw_torch)
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
 Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
@@ -85,6 +86,7 @@ LEVERS = {
     "return-freed-memory": lambda chosen: {"return_freed_memory": False},
     "cast-weights": lambda chosen: {"cast_frozen_weights": False},
     "attention": lambda chosen: {"attention": "sdpa"},
+    "fused-adamw": lambda chosen: {"optim": "adamw_torch"},
 }
 #: levers that need glibc's malloc defaults, i.e. must run before any tracekd run changed them
 BEFORE_OURS = ("return-freed-memory",)
