@@ -20,6 +20,7 @@ mixture of re-submissions - ran a stage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -30,7 +31,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from .. import students
 from ..config import load_config
@@ -287,6 +288,22 @@ def _forked_stage(argv: list[str], log_file: str, cwd: str, env: dict[str, str])
     sys.exit(main(argv))
 
 
+@contextlib.contextmanager
+def _log_opened(path: Path, title: str) -> Iterator[IO[str]]:
+    """``path`` open for appending after a ``--- <time> <title>`` line: the log a stage's or helper's process writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {title}\n")
+        f.flush()
+        yield f
+
+
+def _python_module(module: str, args: list[str], log: IO[str], env: dict[str, str]) -> subprocess.Popen:
+    """``python -m MODULE ARGS`` here, its output into ``log``; SIGTERM comes to it when the runner dies."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=os.getcwd(), preexec_fn=_die_with_parent)
+
+
 class _ForkedProcess:
     """A stage process from the fork server (a ``multiprocessing.Process``) behind the part of ``Popen``'s interface
     the runner uses, so both kinds of stage process are polled and stopped alike."""
@@ -360,7 +377,6 @@ class SubprocessRunner:
 
     def launch(self, stage: Stage, gpu: str | None):
         path = log_path(self.run_dir, stage)
-        path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
@@ -369,13 +385,10 @@ class SubprocessRunner:
         else:
             env["CUDA_VISIBLE_DEVICES"] = ""  # CPU stages never touch a GPU
         argv = [str(self.run_dir), stage.dirname, str(path)]
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {stage.label}\n")
-            f.flush()
+        with _log_opened(path, stage.label) as f:
             if self.server is not None and is_model_stage(stage):
                 return self.server.start(argv, str(path), env)
-            return subprocess.Popen([sys.executable, "-m", "tracekd.experiment.executors", *argv], stdout=f,
-                                    stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(), preexec_fn=_die_with_parent)
+            return _python_module("tracekd.experiment.executors", argv, f, env)
 
     @staticmethod
     def poll(proc: subprocess.Popen | _ForkedProcess):
@@ -401,14 +414,8 @@ class SubprocessRunner:
                         and s.spec.get("student") in students.BUILTINS})
         if not names:
             return None
-        path = self.run_dir / "logs" / "students.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} materialise {', '.join(names)}\n")
-            f.flush()
-            return subprocess.Popen([sys.executable, "-m", "tracekd.students", *names], stdout=f,
-                                    stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                                    preexec_fn=_die_with_parent)
+        with _log_opened(self.run_dir / "logs" / "students.log", f"materialise {', '.join(names)}") as f:
+            return _python_module("tracekd.students", names, f, {**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def run(self, stages: list[Stage]) -> bool:
         preparing = self.prepare_students(stages)
