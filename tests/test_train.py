@@ -502,6 +502,64 @@ def test_lm_head_on_completion_positions_equals_full_loss_and_gradients():
             torch.testing.assert_close(g_ours[name], g_full[name], rtol=1e-5, atol=1e-7)
 
 
+def test_head_cross_entropy_in_chunks_equals_the_full_logits_loss_under_autocast():
+    """The chunked head + cross-entropy: value and hidden-state gradient of the full-logits loss, in float32 and
+    under bf16 autocast, whatever the chunking; a rescaled incoming gradient rescales it; the weight gets none."""
+    import torch
+    import torch.nn.functional as F
+
+    from tracekd.train.loss import head_cross_entropy
+
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(50, 16, generator=gen)
+    h0 = torch.randn(11, 16, generator=gen)
+    t = torch.randint(0, 50, (11,), generator=gen)
+
+    def run(fn, autocast, scale=7):
+        h = h0.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = fn(h) / scale
+        loss.backward()
+        return loss.detach(), h.grad
+
+    for autocast, tol in ((False, 1e-6), (True, 1e-3)):
+        ref = run(lambda h: F.cross_entropy(F.linear(h, w).float(), t, reduction="sum"), autocast)
+        weight = w.to(torch.bfloat16) if autocast else w
+        for chunk in (50, 150, 50 * 11, 10_000):  # 1, 3 (the last one partial), 11 and all rows at once
+            ours = run(lambda h: head_cross_entropy(h, weight, t, per=7, chunk_logits=chunk), autocast)
+            torch.testing.assert_close(ours[0], ref[0], rtol=tol, atol=tol)
+            torch.testing.assert_close(ours[1], ref[1], rtol=tol, atol=tol)
+            assert ours[1].dtype == torch.float32
+        doubled = run(lambda h: head_cross_entropy(h, weight, t, per=7, chunk_logits=150), autocast, scale=3.5)
+        torch.testing.assert_close(doubled[1], 2 * ref[1], rtol=tol, atol=tol)
+
+    frozen = w.clone().requires_grad_(True)
+    head_cross_entropy(h0.clone().requires_grad_(True), frozen, t).backward()
+    assert frozen.grad is None
+
+
+def test_completion_loss_keeps_one_cast_of_a_frozen_head_until_it_changes():
+    """Under autocast the frozen LM head's weight is cast once and reused; a changed weight is cast again."""
+    import torch
+
+    from tracekd.train.loss import compute_weight, drop_weight_casts
+
+    head = torch.nn.Linear(8, 20, bias=False).requires_grad_(False)
+    x = torch.randn(3, 8)
+    assert compute_weight(head, x) is head.weight  # no autocast: the weight itself
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = compute_weight(head, x)
+        assert first.dtype == torch.bfloat16 and compute_weight(head, x) is first
+        torch.testing.assert_close(first, head.weight.to(torch.bfloat16), rtol=0, atol=0)
+        head.weight.mul_(2)
+        again = compute_weight(head, x)
+    assert again is not first
+    torch.testing.assert_close(again, head.weight.to(torch.bfloat16), rtol=0, atol=0)
+    assert compute_weight(head, x) is head.weight  # float32: the weight itself
+    drop_weight_casts(torch.nn.Sequential(head))
+    assert not hasattr(head, "_tracekd_cast")
+
+
 def _accumulate(model, batches: list[dict], n_items: int):
     """One optimizer step's loss and LoRA gradients over ``batches`` as the trainer accumulates them (empty
     placeholders skipped, the loss normalised over the step's ``n_items`` completion tokens)."""

@@ -44,7 +44,7 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 7  # 7: sdpa vs eager_autocast; 6: padded rows, attention per format; 5: bf16 frozen weights
+TRAIN_PROBE_VERSION = 8  # 8: chunked head + cross-entropy; 7: sdpa vs eager_autocast; 6: padded rows, attention per format; 5: bf16 frozen weights
 #: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
 PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 #: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);
@@ -430,7 +430,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
     times the median speed-up. Dry-run estimates turn them into a FLOP rate of the layers
     (:func:`tracekd.experiment.estimate.rate_for`).
-    Uses the cache unless ``refresh``; gradients made here are cleared afterwards, and the random
+    Uses the cache unless ``refresh``; gradients (and weight casts) made here are cleared afterwards, and the random
     stream training draws from is left as it was. ``seconds`` is the wall time of the measurement.
     """
     import torch
@@ -541,9 +541,12 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
                 if extra > 0:
                     more_pairs(extra, extra, 0.0)
     finally:
+        from .train.loss import drop_weight_casts
+
         if n_layers:
             decoder.layers = all_layers
         model.zero_grad(set_to_none=True)
+        drop_weight_casts(model)  # the LM head's bf16 copy, made by a bf16 pass: training makes its own if it needs one
         model.train(was_training)
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])

@@ -8,7 +8,8 @@ Where the memory of a LoRA step goes (float32 on CPU, per token ``t`` of a padde
   (norm inputs, q/k/v/o inputs and outputs, the LoRA dropout outputs, the MLP's gate/up/act/product),
   or only the layer inputs with activation checkpointing (plus one layer recomputed);
 - logits: vocabulary-sized rows, kept as logits, log-softmax and gradient (3 copies); with the LM
-  head on completion positions only (:mod:`.loss`) just those rows;
+  head on completion positions only (:mod:`.loss`) one chunk of those rows at a time (logits and their
+  gradient, 2 copies), plus the head's weight cast once for autocast;
 - attention: ``heads x t^2`` scores per layer for eager attention; SDPA (the default) keeps O(t).
 
 :func:`plan` keeps the optimizer step the same (same rows per step, loss normalised over the whole
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .batch import pack
+from .loss import CHUNK_LOGITS
 
 GB = 1024 ** 3
 
@@ -43,6 +45,8 @@ GB = 1024 ** 3
 ACT_HIDDEN, ACT_KV, ACT_MLP = 13, 2, 5
 #: copies of each logits row alive at the loss (logits, log-softmax, gradient)
 LOGIT_COPIES = 3
+#: the same with the LM head on completion positions, per row of its chunk (float32 logits, their gradient in bf16)
+CHUNK_LOGIT_COPIES = 2
 #: allocator slack: peak RSS over the sum of live tensors, measured (benchmarks/bench_memory.py)
 SLACK = 1.25
 #: Python, torch, tokenizer and libraries before the model (measured ~0.6 GB)
@@ -177,7 +181,7 @@ def estimate(shape: Shape, batch: list[tuple[int, int]], *, trainable_params: in
     >>> full = estimate(s, [(555, 75)] * 4, trainable_params=4_884_480, checkpointing=False, head_on_completion=False)
     >>> head = estimate(s, [(555, 75)] * 4, trainable_params=4_884_480, checkpointing=False, head_on_completion=True)
     >>> round(full.logits / GB, 2), round(head.logits / GB, 2), round(full.activations / GB, 2)
-    (1.22, 0.16, 3.86)
+    (1.22, 0.08, 3.86)
     >>> ckpt = estimate(s, [(555, 75)] * 4, trainable_params=4_884_480, checkpointing=True, head_on_completion=True)
     >>> round(ckpt.activations / GB, 2)
     0.27
@@ -190,8 +194,11 @@ def estimate(shape: Shape, batch: list[tuple[int, int]], *, trainable_params: in
         acts = tokens * (shape.layers * shape.hidden * float_bytes + per_layer)
     else:
         acts = tokens * shape.layers * per_layer
-    logit_rows = sum(c for _, c in batch) if head_on_completion else tokens
-    logits = logit_rows * shape.vocab * 4 * LOGIT_COPIES
+    if head_on_completion:  # one chunk at a time (.loss.head_cross_entropy) and the head's weight cast once
+        chunk = min(sum(c for _, c in batch), max(1, CHUNK_LOGITS // shape.vocab))
+        logits = chunk * shape.vocab * 4 * CHUNK_LOGIT_COPIES + shape.vocab * shape.hidden * 2
+    else:
+        logits = tokens * shape.vocab * 4 * LOGIT_COPIES
     attention = rows * shape.heads * t * t * float_bytes * 2 * (1 if checkpointing else shape.layers) \
         if shape.eager_attention else 0
     return Estimate(weights=shape.weight_bytes, lora_optimizer=trainable_params * 4 * 4, activations=acts,
