@@ -841,6 +841,61 @@ def test_bf16_on_cpu_is_autocast_and_frozen_weights_cast_once_change_nothing(row
     assert cast != fp32  # bf16 rounding shows: the loss ran under autocast, not silently in float32
 
 
+def test_adapter_inputs_kept_in_autocast_type_give_the_same_bits():
+    """Without PEFT's cast of an adapter's input to its float32 weight, bf16 autocast gives the same loss and LoRA
+    gradients to the bit (adapted modules fed bf16 by autocast: o_proj, down_proj; with bit dropout), and the
+    casts are gone."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tracekd import students
+    from tracekd.train.dropout import use_bit_dropout
+    from tracekd.train.loss import completion_loss
+    from tracekd.train.weights import keep_adapter_inputs
+
+    with students._seeded(0):
+        model = students.load_model(students.resolve("tiny-random"), dtype=torch.float32)
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, task_type="CAUSAL_LM",
+                                                 target_modules=["q_proj", "o_proj", "up_proj", "down_proj"]))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.data.normal_(0, 0.1)
+    assert use_bit_dropout(model) == 8
+    model.train()
+    gen = torch.Generator().manual_seed(2)
+    ids = torch.randint(0, 1000, (2, 21), generator=gen)
+    labels = ids.clone()
+    labels[:, :11] = -100
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+    def step():
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(7)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = completion_loss(model, inputs)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    def adapter_inputs():
+        seen = []
+        handles = [m.register_forward_pre_hook(lambda mod, args: seen.append(args[0].dtype))
+                   for n, m in model.named_modules() if n.endswith(("o_proj.lora_dropout.default",
+                                                                     "down_proj.lora_dropout.default"))]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            completion_loss(model, inputs)
+        for h in handles:
+            h.remove()
+        return set(seen)
+
+    assert adapter_inputs() == {torch.float32}  # PEFT widened autocast's bf16
+    loss, grads = step()
+    assert keep_adapter_inputs(model) == 8
+    assert adapter_inputs() == {torch.bfloat16}
+    kept_loss, kept_grads = step()
+    assert torch.equal(kept_loss, loss)
+    assert grads.keys() == kept_grads.keys() and all(torch.equal(kept_grads[n], grads[n]) for n in grads)
+
+
 def test_frozen_weights_leave_the_checkpoint_mapping(tmp_path):
     import torch
 

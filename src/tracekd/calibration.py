@@ -44,7 +44,7 @@ BF16_MARGIN = 1.10
 CALIBRATION_VERSION = 1
 #: version of the training probe (paired timings, training's loss); part of the train cache key only, so a
 #: change here leaves generation's cached calibrations valid
-TRAIN_PROBE_VERSION = 8  # 8: chunked head + cross-entropy; 7: sdpa vs eager_autocast; 6: padded rows, attention per format; 5: bf16 frozen weights
+TRAIN_PROBE_VERSION = 9  # 9: adapter inputs not widened; 8: chunked head + cross-entropy; 7: sdpa vs eager_autocast; 6: padded rows, attention per format; 5: bf16 frozen weights
 #: tokens per probe pass: a power of two between these (training's micro-batch, rounded up)
 PROBE_MIN_TOKENS, PROBE_MAX_TOKENS = 64, 512
 #: decoder layers x tokens of one probe pass (a proportional slice of the student, see :func:`calibrate_training`);

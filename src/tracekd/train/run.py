@@ -42,7 +42,7 @@ from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
 from .data import Preflight, Tokenized, preflight
 from .loss import completion_loss, supports
-from .weights import cast_frozen_linears, frozen_linears, own_frozen_weights
+from .weights import cast_frozen_linears, frozen_linears, keep_adapter_inputs, own_frozen_weights
 
 #: config fields a resumed run may change without changing what is trained
 RESUME_MAY_CHANGE = {"resume", "progress", "save_steps", "save_total_limit", "max_steps", "output_dir", "report_to",
@@ -299,6 +299,8 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
 
     if device == "cpu" and cfg.compute.bit_dropout and use_bit_dropout(model):
         log(f"LoRA dropout {cfg.model.lora_dropout}: masks from {_dropout_masks(model)} (bit_dropout)")
+    if weights == "fp32" and quant is None:  # a bf16 input from autocast stays bf16 (autocast would cast it back)
+        keep_adapter_inputs(model)
     targets = _resolved_targets(model)
     missing = [t for t in cfg.model.lora_target_modules if t != "all-linear" and t not in targets]
     if missing:

@@ -47,6 +47,23 @@ def cast_frozen_linears(model, dtype) -> int:
     return cast
 
 
+def keep_adapter_inputs(model) -> int:
+    """Stop PEFT casting each adapter's input to the adapter's own float32 weight (``cast_input_dtype_enabled``,
+    what ``peft.helpers.disable_input_dtype_casting`` switches); returns how many layers were switched.
+
+    For a model whose weights are float32 the cast does nothing without autocast, and under autocast it is undone
+    at once: an output projection's bf16 input went to float32 and, in the dropout or the adapter's first matmul,
+    back to bf16 - two copies forward and two backward per adapted module. The values and gradients are the same
+    bits without it (a bf16 value widens to float32 exactly; the scaling then rounds once either way): tested.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+    for layer in layers:
+        layer.cast_input_dtype_enabled = False
+    return len(layers)
+
+
 def own_frozen_weights(model) -> int:
     """Copy every frozen parameter of ``model`` whose data lies in a memory-mapped file (how transformers loads
     safetensors) into memory of its own; returns the bytes copied (0 where ``/proc/self/maps`` is missing)."""
