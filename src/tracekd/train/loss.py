@@ -116,11 +116,12 @@ def drop_weight_casts(model) -> None:
 def head_cross_entropy(hidden, weight, targets, *, per=1, chunk_logits: int = CHUNK_LOGITS):
     """Summed cross-entropy of ``hidden @ weight.T`` against ``targets``, the logits made a chunk of rows at a time.
 
-    The value and the gradient of ``hidden`` equal ``F.cross_entropy(F.linear(hidden, weight).float(), targets,
-    reduction="sum")`` (under autocast too: the matmul in ``weight``'s type, the softmax in float32) up to the
-    matmuls' summation order; ``weight`` gets no gradient (a frozen head). The gradient is made with the value,
-    for the caller's ``loss = sum / per``: scaled by ``1 / per`` before it is rounded to ``weight``'s type, as
-    the cross-entropy's own backward pass would (another incoming gradient rescales it afterwards).
+    The value and the gradient of ``hidden`` are those of ``F.cross_entropy(F.linear(hidden, weight).float(),
+    targets, reduction="sum")`` (under autocast too: the matmul in ``weight``'s type, the log-softmax in float32):
+    the same arithmetic in the same order, except how the matmuls block their rows. ``weight`` gets no gradient
+    (a frozen head). The gradient is made with the value, for the caller's ``loss = sum / per``: scaled by
+    ``1 / per`` before it is rounded to ``weight``'s type, as the cross-entropy's own backward pass does (another
+    incoming gradient rescales it afterwards).
 
     >>> import torch, torch.nn.functional as F
     >>> h, w, t = torch.randn(5, 4, requires_grad=True), torch.randn(7, 4), torch.tensor([0, 6, 2, 2, 3])
@@ -138,9 +139,9 @@ def _head_cross_entropy_function():
     import torch
 
     class HeadCrossEntropy(torch.autograd.Function):
-        """Forward: per chunk, logits (``weight``'s type) -> float32 -> the loss, and ``(softmax - one_hot) / per``,
-        whose product with the weight is the chunk's gradient (kept, float32); backward: that gradient, rescaled
-        when the incoming gradient is not ``1 / per``."""
+        """Forward: per chunk, logits (``weight``'s type) -> float32 log-softmax -> the loss, and
+        ``(softmax - one_hot) / per``, whose product with the weight is the chunk's gradient (kept, float32);
+        backward: that gradient, rescaled when the incoming gradient is not ``1 / per``."""
 
         @staticmethod
         def forward(ctx, hidden, weight, targets, rows, per):
@@ -152,11 +153,12 @@ def _head_cross_entropy_function():
                 for start in range(0, hidden.shape[0], rows):
                     h = hidden[start:start + rows].to(weight.dtype)
                     target = targets[start:start + rows, None]
-                    logits = torch.nn.functional.linear(h, weight).float()
-                    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-                    total += (lse - logits.gather(1, target)).sum()
+                    logits = torch.nn.functional.linear(h, weight)
+                    log_probs = torch.log_softmax(logits, dim=-1, dtype=torch.float32)
+                    del logits
+                    total -= log_probs.gather(1, target).sum()
                     if grad is not None:  # log-softmax's backward for the incoming 1 / per: p / per, minus 1 / per
-                        scaled = logits.sub_(lse).exp_().mul_(expected)
+                        scaled = log_probs.exp_().mul_(expected)
                         scaled.scatter_add_(1, target, (-expected).expand(target.shape))
                         grad[start:start + rows] = scaled.to(weight.dtype) @ weight
             ctx.save_for_backward(grad, expected)
