@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tracekd.train.dropout import RESOLUTION, BitDropout, drop_count, use_bit_dropout  # noqa: E402
+from tracekd.train.dropout import RESOLUTION, BitDropout, drop_count, random_words, use_bit_dropout  # noqa: E402
 
 
 def test_masks_drop_each_element_independently_with_the_effective_p():
@@ -73,7 +73,7 @@ def test_use_bit_dropout_replaces_the_lora_dropouts_only():
 def _masked_fill_reference(d, x):
     """The former BitDropout: the same random words, a boolean mask, masked_fill."""
     n = x.numel()
-    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(1 << 63), None)
+    words = random_words((n + 3) // 4)
     drop = words.view(torch.int16)[:n].view(x.shape) < d.dropped - RESOLUTION // 2
     return (x * (RESOLUTION / (RESOLUTION - d.dropped))).masked_fill_(drop, 0)
 
