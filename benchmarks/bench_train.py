@@ -9,7 +9,7 @@ peft_config=lora)` with `SFTConfig` defaults (plus `use_cpu=True`, without which
 bf16 autocast on, gradient checkpointing on, TRL's fused LM-head loss, batch 8. `tracekd train` runs the
 method's batch 4 x grad-accum 4 with its defaults, then once per lever with that one lever reverted (or, with
 --pairs N, N times each, every run paired with a tracekd run before or after it), so each line says what the lever
-buys on this machine:
+buys on this machine (the last three are no settings: the benchmark swaps tracekd's function back for that run):
 
     precision       auto (measured fp32 vs bf16 autocast)  vs  the other format
     checkpointing   off on CPU                              vs  on (TRL's default)
@@ -20,6 +20,10 @@ buys on this machine:
     cast-weights    bf16 (CPU): frozen projections stored in bf16 once  vs  autocast casting them every forward
     attention       auto (CPU: SDPA or eager_autocast, measured)  vs  SDPA (transformers' default)
     fused-adamw     AdamW as one fused kernel (transformers' default)  vs  the per-tensor loop (adamw_torch)
+    head-chunks     LM head + cross-entropy a chunk of rows at a time, the head's bf16 cast kept  vs  full logits,
+                    autocast casting the head every forward
+    adapter-inputs  an adapter's bf16 input left bf16 (same bits)  vs  PEFT widening it to float32 first
+    sfc64-dropout   dropout words from numpy's SFC64 (seeded from torch)  vs  torch's Mersenne Twister
     threads         torch threads = physical cores          vs  logical CPUs (the same on machines without SMT)
 
 Before the trainings, the precision calibration runs --calibrations times on the loaded student (fresh
@@ -39,6 +43,7 @@ first, with glibc's defaults as a TRL user has them, then the return-freed-memor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -92,6 +97,54 @@ LEVERS = {
 BEFORE_OURS = ("return-freed-memory",)
 
 
+@contextlib.contextmanager
+def _swapped(module, name: str, replacement):
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def _full_logits():
+    """the head's full logits, then the cross-entropy (autocast casts the head each forward)"""
+    import torch.nn.functional as F
+
+    from tracekd.train import loss
+
+    def full(hidden, weight, targets, *, per=1):
+        return F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(_swapped(loss, "head_cross_entropy", full))
+    stack.enter_context(_swapped(loss, "compute_weight", lambda head, hidden: head.weight))
+    return stack
+
+
+def _widened_adapter_inputs():
+    """PEFT widens each adapter's input to float32"""
+    from tracekd.train import run
+
+    return _swapped(run, "keep_adapter_inputs", lambda model: 0)
+
+
+def _mersenne_twister_words():
+    """dropout words from torch's own generator"""
+    import torch
+
+    from tracekd.train import dropout
+
+    return _swapped(dropout, "random_words", lambda count, device=None: torch.empty(
+        count, dtype=torch.int64, device=device).random_(-(1 << 63), None))
+
+
+#: levers that are no setting: the benchmark swaps tracekd's function for the former one during that run
+SWAPS = {"head-chunks": _full_logits, "adapter-inputs": _widened_adapter_inputs,
+         "sfc64-dropout": _mersenne_twister_words}
+LEVERS.update({name: (lambda chosen: {}) for name in SWAPS})
+
+
 def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     """Run the training precision calibration ``n`` times on one loaded student + LoRA (as `tracekd train` does)."""
     import torch
@@ -100,7 +153,7 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     from tracekd import students
     from tracekd.calibration import calibrate_training
     from tracekd.train.loss import completion_loss, supports
-    from tracekd.train.weights import frozen_linears
+    from tracekd.train.weights import frozen_linears, keep_adapter_inputs
 
     s = students.resolve(student_name)
     tok = students.load_tokenizer(s)
@@ -110,6 +163,7 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     model = get_peft_model(students.load_model(s, dtype=torch.float32),
                            LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=TARGETS,
                                       task_type="CAUSAL_LM"))
+    keep_adapter_inputs(model)  # as training does
     loss = completion_loss if supports(model) else None
     out = []
     for _ in range(n):
@@ -126,13 +180,15 @@ def calibrations(student_name: str, rows_path: Path, n: int) -> list[dict]:
     return out
 
 
-def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, **settings) -> dict:
-    """One pass of `tracekd train` with the method's batch (4 x 4); tok/s, precision, calibration from its manifest."""
+def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, swap: str | None = None, **settings) -> dict:
+    """One pass of `tracekd train` with the method's batch (4 x 4); tok/s, precision, calibration from its manifest.
+    ``swap``: a lever of :data:`SWAPS` reverted for this run."""
     from tracekd.train import TrainConfig, train
 
     t_load = os.getloadavg()[0]
-    path = train(TrainConfig(train_file=str(rows_path), output_dir=str(out), student=student, num_train_epochs=1,
-                             seed=seed, save_steps=10_000, progress=False, **settings), log=lambda *_: None)
+    with SWAPS[swap]() if swap else contextlib.nullcontext():
+        path = train(TrainConfig(train_file=str(rows_path), output_dir=str(out), student=student, num_train_epochs=1,
+                                 seed=seed, save_steps=10_000, progress=False, **settings), log=lambda *_: None)
     m = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     t = m["timing"]
     return {"seconds": t["train_seconds"], "tokens": t["tokens_seen"], "tok_per_s": round(t["tokens_seen"]
@@ -141,7 +197,7 @@ def tracekd_run(student: str, rows_path: Path, out: Path, seed: int, **settings)
             "calibration": m["resolved"].get("calibration"), "threads": m["resolved"].get("torch_threads"),
             "attention": m["resolved"].get("attention"),
             "peak_rss_gb": t.get("peak_rss_gb"), "load_avg_1min": round(max(t_load, os.getloadavg()[0]), 2),
-            "settings": settings}
+            "settings": settings or ({"swapped": SWAPS[swap].__doc__} if swap else {})}
 
 
 def main() -> int:
@@ -210,6 +266,7 @@ def main() -> int:
                 continue
             if a.pairs <= 1:
                 reverted[lever] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}", a.seed,
+                                              swap=lever if lever in SWAPS else None,
                                               **LEVERS[lever](ours["precision"]))
                 continue
             runs, ratios = [], []
@@ -217,7 +274,9 @@ def main() -> int:
                 pair = {}
                 for side in (("ours", "lever") if k % 2 == 0 else ("lever", "ours")):
                     settings = LEVERS[lever](ours["precision"]) if side == "lever" else {}
-                    pair[side] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}-{k}-{side}", a.seed, **settings)
+                    swap = lever if side == "lever" and lever in SWAPS else None
+                    pair[side] = tracekd_run(a.student, rows_path, tmp / f"lever-{i}-{k}-{side}", a.seed, swap=swap,
+                                             **settings)
                 runs.append(pair)
                 ratios.append(pair["ours"]["tok_per_s"] / pair["lever"]["tok_per_s"])
             reverted[lever] = {**runs[0]["lever"], "paired_ratios": [round(r, 3) for r in ratios],
