@@ -299,7 +299,7 @@ def _peft_model(cfg: TrainConfig, student, device: str, precision: str, checkpoi
 
     if device == "cpu" and cfg.compute.bit_dropout and use_bit_dropout(model):
         log(f"LoRA dropout {cfg.model.lora_dropout}: masks from {_dropout_masks(model)} (bit_dropout)")
-    if weights == "fp32" and quant is None:  # a bf16 input from autocast stays bf16 (autocast would cast it back)
+    if device == "cpu" and quant is None:  # float32 weights: autocast's bf16 input stays bf16 (tested on CPU)
         keep_adapter_inputs(model)
     targets = _resolved_targets(model)
     missing = [t for t in cfg.model.lora_target_modules if t != "all-linear" and t not in targets]
