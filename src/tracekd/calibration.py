@@ -430,7 +430,7 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
     counted that n / layers times: 1.5x too slow on CoTemp rows), times n. bf16's figure is float32's
     times the median speed-up. Dry-run estimates turn them into a FLOP rate of the layers
     (:func:`tracekd.experiment.estimate.rate_for`).
-    Uses the cache unless ``refresh``; gradients (and weight casts) made here are cleared afterwards, and the random
+    Uses the cache unless ``refresh``; gradients made here are cleared afterwards, and the random
     stream training draws from is left as it was. ``seconds`` is the wall time of the measurement.
     """
     import torch
@@ -541,12 +541,9 @@ def calibrate_training(model, student: str, lengths: list[int], *, rows: int = 1
                 if extra > 0:
                     more_pairs(extra, extra, 0.0)
     finally:
-        from .train.loss import drop_weight_casts
-
         if n_layers:
             decoder.layers = all_layers
         model.zero_grad(set_to_none=True)
-        drop_weight_casts(model)  # the LM head's bf16 copy, made by a bf16 pass: training makes its own if it needs one
         model.train(was_training)
     tokens = rows * length
     precision, reason, speedups = decide_from_timings(times["fp32"], times["bf16"])

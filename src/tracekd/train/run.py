@@ -41,7 +41,7 @@ from . import memory
 from .batch import keep_global_batch, regroup_step
 from .config import TrainConfig
 from .data import Preflight, Tokenized, preflight
-from .loss import completion_loss, supports
+from .loss import completion_loss, drop_weight_casts, supports
 from .weights import cast_frozen_linears, frozen_linears, keep_adapter_inputs, own_frozen_weights
 
 #: config fields a resumed run may change without changing what is trained
@@ -598,6 +598,7 @@ def load_model(run: Setup, data: Data, resume_from: str | None, log=print) -> Mo
         cal = _calibration(run.out, resume_from, model, cfg.model.student, data.kept,
                            head_on_completion and supports(model), rows=mem_plan.per_device_train_batch_size,
                            bf16_weights=_casts_frozen_weights(cfg), attention=measure_attention)
+        drop_weight_casts(model)  # the LM head's bf16 copy from the bf16 passes: a bf16 training makes its own
         precision = runtime.precision(cfg.compute.precision, device, cpu_measured=cal.precision)
         log(f"precision auto: {precision} ({cal.reason}: fp32 {cal.fp32_tokens_per_s:.0f} vs bf16 "
             f"{cal.bf16_tokens_per_s:.0f} tok/s on {cal.cpu_model}; calibration of {cal.measured_at} took "
