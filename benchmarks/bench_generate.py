@@ -2,7 +2,8 @@
 
 Same student, same prompts (bAbI correct-arm test rows through the chat template), greedy decoding,
 same max_new_tokens, measured in one run. The ratio is wall time of the loop / wall time of
-`tracekd generate` (its model loading included, so the ratio errs low). Also prints how many
+`tracekd generate` (its model loading included, so the ratio errs low; the median of --repeats runs,
+default 3); the ratio without tracekd's model loading, timed as the loop is, is printed beside it. Also prints how many
 outputs are identical (greedy decoding with left padding should not change them).
 
     python benchmarks/bench_generate.py                       # smollm2-135m, 48 prompts, one batch of 48
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +98,9 @@ def main() -> int:
     ap.add_argument("--levers", default="shared-prefix,drop-finished",
                     help="comma list of levers to measure switched off, one extra run each: shared-prefix, "
                          "drop-finished, batch (batches of 16 instead of --batch-size), or none")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="times each tracekd variant runs; its figure is the median (a run of ~8 s moves by up to "
+                         "+-20%% with this machine's drift, while the loop's ~25 s averages over it)")
     ap.add_argument("--calibrate", action="store_true",
                     help="measure fp32 vs bf16 generation on these prompts and cache the decision for precision auto")
     a = ap.parse_args()
@@ -143,18 +148,26 @@ def main() -> int:
             print(f"generation precision: {calibration['precision']} ({calibration['reason']})", file=sys.stderr)
 
         def run_tracekd(tag: str, **overrides) -> dict:
-            """One timed `tracekd generate` (model loading included): seconds, texts, tokens, precision used."""
+            """`tracekd generate` timed --repeats times (model loading included): the median seconds, every run's,
+            texts (the same in every run, or an error), tokens, precision used."""
             settings = {"batch_size": a.batch_size, **overrides}
-            t0 = time.perf_counter()
-            out = generate(GenerateConfig(input_file=str(rows_path), output_file=str(tmp / f"gen-{tag}.jsonl"),
-                                          student=a.student, adapter=a.adapter, max_new_tokens=a.max_new_tokens,
-                                          progress=False, **settings), log=lambda *_: None)
-            seconds = time.perf_counter() - t0
-            gens = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
-            m = json.loads(out.with_name(out.stem + ".manifest.json").read_text(encoding="utf-8"))
-            return {"seconds": seconds, "texts": [g["text"] for g in gens],
-                    "tokens": sum(g["completion_tokens"] for g in gens), "precision": m["settings"]["precision"],
-                    "settings": settings}
+            times, generating, texts = [], [], None
+            for k in range(a.repeats):
+                t0 = time.perf_counter()
+                out = generate(GenerateConfig(input_file=str(rows_path), output_file=str(tmp / f"gen-{tag}-{k}.jsonl"),
+                                              student=a.student, adapter=a.adapter, max_new_tokens=a.max_new_tokens,
+                                              progress=False, **settings), log=lambda *_: None)
+                times.append(time.perf_counter() - t0)
+                gens = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+                if texts is not None and [g["text"] for g in gens] != texts:
+                    raise SystemExit(f"greedy outputs differ between repeats of {tag!r}")
+                texts = [g["text"] for g in gens]
+                m = json.loads(out.with_name(out.stem + ".manifest.json").read_text(encoding="utf-8"))
+                generating.append(m["timing"]["seconds_now"])  # without loading the model, as the loop is timed
+            return {"seconds": statistics.median(times), "runs_seconds": [round(t, 2) for t in times],
+                    "generating_seconds": statistics.median(generating),
+                    "texts": texts, "tokens": sum(g["completion_tokens"] for g in gens),
+                    "precision": m["settings"]["precision"], "settings": settings}
 
         off = {"shared-prefix": {"shared_prefix": False}, "drop-finished": {"drop_finished": False},
                "batch": {"batch_size": SMALL_BATCH}}
@@ -180,14 +193,18 @@ def main() -> int:
         "load_avg_1min": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "student": a.student, "adapter": a.adapter, "prompts": len(rows), "batch_size": a.batch_size,
         "max_new_tokens": a.max_new_tokens, "precision": main_run["precision"],
-        "tracekd_generate_seconds": round(t_batched, 2), "loop_seconds": round(t_loop, 2),
+        "tracekd_generate_seconds": round(t_batched, 2), "tracekd_runs_seconds": main_run["runs_seconds"],
+        "loop_seconds": round(t_loop, 2),
         "tracekd_generate_tok_per_s": round(main_run["tokens"] / t_batched, 2),
         "loop_tok_per_s": round(loop_tokens / t_loop, 2),
         "identical_outputs": same(main_run["texts"]),
         "speedup": round(t_loop / t_batched, 2),
+        "tracekd_generating_seconds": round(main_run["generating_seconds"], 2),
+        "speedup_without_loading": round(t_loop / main_run["generating_seconds"], 2),
         "levers": {lever: {"switched": ("off" if lever != "batch"
                                         else f"batches of {SMALL_BATCH} instead of {a.batch_size}"),
                            "settings": v["settings"], "seconds": round(v["seconds"], 2),
+                           "runs_seconds": v["runs_seconds"],
                            "speedup_vs_loop": round(t_loop / v["seconds"], 2),
                            "time_vs_default": round(v["seconds"] / t_batched, 2),
                            "identical_outputs": same(v["texts"])} for lever, v in variants.items()},
@@ -197,12 +214,16 @@ def main() -> int:
     print(f"tracekd generate is {result['speedup']:.2f}x faster than a per-example model.generate loop "
           f"({a.student}, {len(rows)} prompts, batch {a.batch_size}, {result['precision']}; "
           f"target >= 5x with an adapter, >= 3x without; outputs identical {result['identical_outputs']})")
+    print(f"  tracekd generate {t_batched:.2f} s (median of {', '.join(f'{x:.2f}' for x in main_run['runs_seconds'])}"
+          f" s) vs the loop {t_loop:.2f} s; without loading the model (the loop's timing leaves it out) "
+          f"{main_run['generating_seconds']:.2f} s: {result['speedup_without_loading']:.2f}x")
     print(f"CPU: {result['cpu']} ({result['cpus']} CPUs; bf16 flags: {' '.join(result['bf16_flags']) or '-'}); "
           f"1-minute load average {load_start} at the start, {result['load_avg_1min']['end']} at the end")
     for lever, v in result["levers"].items():
         what = {"shared-prefix": "without shared-prefix prefill",
                 "drop-finished": "model.generate (finished rows stay in the batch)"}.get(lever, v["switched"])
-        print(f"  {what}: {v['seconds']:.1f} s, {v['speedup_vs_loop']:.2f}x vs the loop "
+        print(f"  {what}: {v['seconds']:.1f} s (median of {', '.join(f'{x:.2f}' for x in v['runs_seconds'])}), "
+              f"{v['speedup_vs_loop']:.2f}x vs the loop "
               f"({v['time_vs_default']:.2f}x the default's time), outputs identical {v['identical_outputs']}")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
