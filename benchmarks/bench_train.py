@@ -107,6 +107,7 @@ def _swapped(module, name: str, replacement):
         setattr(module, name, original)
 
 
+@contextlib.contextmanager
 def _full_logits():
     """the head's full logits, then the cross-entropy (autocast casts the head each forward)"""
     import torch.nn.functional as F
@@ -116,10 +117,9 @@ def _full_logits():
     def full(hidden, weight, targets, *, per=1):
         return F.cross_entropy(F.linear(hidden, weight).float(), targets, reduction="sum")
 
-    stack = contextlib.ExitStack()
-    stack.enter_context(_swapped(loss, "head_cross_entropy", full))
-    stack.enter_context(_swapped(loss, "compute_weight", lambda head, hidden: head.weight))
-    return stack
+    with _swapped(loss, "head_cross_entropy", full), \
+            _swapped(loss, "compute_weight", lambda head, hidden: head.weight):
+        yield
 
 
 def _widened_adapter_inputs():

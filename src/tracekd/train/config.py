@@ -116,7 +116,8 @@ class OptimizerSettings:
     max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0 = off)"})
     optim: str = field(default="auto", metadata={
         "help": "optimizer (transformers name); auto = paged_adamw_8bit on CUDA with bitsandbytes "
-                "(the method's), adamw_torch_fused otherwise (transformers' default; adamw_torch is the per-tensor loop)"})
+                "(the method's), adamw_torch_fused otherwise (transformers' default; adamw_torch is the "
+                "per-tensor loop)"})
 
     def __post_init__(self) -> None:
         _at_least_one(self, "per_device_train_batch_size", "gradient_accumulation_steps")

@@ -8,8 +8,9 @@ and compares each 16-bit quarter with a threshold: the same kind of mask (each e
 probability p) with p rounded to a multiple of 1/65,536 (0.05 -> 3,277 / 65,536 = 0.0500031), kept values scaled by
 1 / (1 - that p) so the expectation is exact. The words come from numpy's SFC64 generator, seeded for each mask by
 one draw from torch's default generator (:func:`random_words`): twice as fast as torch's own Mersenne Twister here
-(a demo step's 210 masks in ~105 ms against 160-220 ms), and a seed - or the generator state a checkpoint restores - still gives the same bytes. The
-masks differ from the ones ``torch.nn.Dropout`` would draw (as any other order of draws would).
+(a demo step's 210 masks in ~105 ms against 160-220 ms), and a seed - or the generator state a checkpoint restores -
+still gives the same bytes. The masks differ from the ones ``torch.nn.Dropout`` would draw (as any other order of
+draws would).
 
 The mask is applied by multiplying with a 0/1 tensor of the output's own type (:class:`_KeepScaled`): ops that read a
 boolean mask (``masked_fill``, ``where``) ran at a quarter of a same-type multiply's speed here (0.9-1.1 ms vs 0.25
